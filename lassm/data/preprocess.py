@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tqdm.auto import tqdm
 

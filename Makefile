@@ -1,0 +1,32 @@
+# Two set-up commands (README): `make demo` runs the main job on built-in synthetic data,
+# `make test` runs the whole test suite. Both create .venv on first use.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint clean-smoke
+
+setup: $(VENV)/.installed
+
+# The CPU build of torch is pinned first, so the package's "torch>=2.1" pulls nothing more.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[notebooks,dev]"
+	touch $@
+
+demo: setup
+	mkdir -p outputs
+	$(BIN)/papermill --log-level WARNING notebooks/01_preprocess.ipynb outputs/01_preprocess.ipynb
+
+# Unit tests, then every notebook executed in smoke mode (nbval; LASSM_SMOKE=1).
+test: setup
+	LASSM_SMOKE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax tests notebooks
+
+lint: setup
+	$(BIN)/ruff check lassm tests
+
+clean-smoke:
+	rm -rf outputs/smoke

@@ -1,0 +1,95 @@
+"""From raw scans to processed scene folders, for every supported dataset.
+
+``prepare(dataset, raw_root, out_root)`` is what notebooks/01_preprocess.ipynb calls;
+``python -m lassm.data.prepare DATASET RAW_ROOT OUT_ROOT`` does the same from a shell.
+
+Datasets and their raw layouts (see each module's docstring):
+
+- ``synthetic``: built-in procedural rooms, generated into ``raw_root`` in ScanNet's raw
+  layout and then processed exactly like ScanNet (the default when no data is given).
+- ``scannet`` / ``scannet200``: ScanNet v2 (one processed folder holds both label spaces).
+- ``scannetpp``: ScanNet++ v2, plus the training chunks of REFERENCE_SPEC 1.3.
+- ``mosd``: the mOSD Kinect tabletop scans (PCD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .io import DataError
+from .preprocess import RunSummary, run_jobs
+
+DATASETS = ("synthetic", "scannet", "scannet200", "scannetpp", "mosd")
+
+
+def _module(dataset: str):
+    # Imported lazily: each module pulls its own readers (pypcd4, numba kernels).
+    if dataset in ("synthetic", "scannet", "scannet200"):
+        from . import scannet as module
+    elif dataset == "scannetpp":
+        from . import scannetpp as module
+    elif dataset == "mosd":
+        from . import mosd as module
+    else:
+        raise DataError(f"dataset: unknown name {dataset!r}; expected one of {DATASETS}")
+    return module
+
+
+def prepare(
+    dataset: str,
+    raw_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    workers: int = 1,
+    overwrite: bool = False,
+    num_rooms: int = 8,
+    room_size: str = "full",
+    seed: int = 0,
+    chunk: bool = True,
+    **options,
+) -> RunSummary:
+    """Preprocess ``dataset`` from ``raw_root`` into ``out_root/<split>/<scene>/``.
+
+    Finished scenes are skipped unless ``overwrite``. For ``synthetic``, ``num_rooms`` rooms of
+    ``room_size`` ("full" or "small") are first generated from ``seed`` into ``raw_root``.
+    For ``scannetpp``, ``chunk`` also writes the training chunks. Other keyword ``options``
+    go to the dataset's ``find_jobs``.
+    """
+    module = _module(dataset)
+    if dataset == "synthetic":
+        from .synthetic import write_synthetic_scannet
+
+        write_synthetic_scannet(raw_root, num_rooms=num_rooms, seed=seed, size=room_size, workers=workers)
+    jobs = module.find_jobs(raw_root, **options)
+    summary = run_jobs(jobs, module.process, out_root, workers=workers, overwrite=overwrite, desc=dataset)
+    if dataset == "scannetpp" and chunk:
+        module.chunk_scenes(out_root, split="train", workers=workers)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lassm.data.prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("raw_root", type=Path, help="raw scans (for synthetic: where rooms are generated)")
+    parser.add_argument("out_root", type=Path, help="processed scenes are written here")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--overwrite", action="store_true", help="reprocess finished scenes")
+    parser.add_argument("--num-rooms", type=int, default=8, help="synthetic: rooms to generate")
+    parser.add_argument("--room-size", default="full", choices=("full", "small"), help="synthetic")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
+    args = parser.parse_args(argv)
+    try:
+        summary = prepare(args.dataset, args.raw_root, args.out_root, workers=args.workers,
+                          overwrite=args.overwrite, num_rooms=args.num_rooms,
+                          room_size=args.room_size, seed=args.seed)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
