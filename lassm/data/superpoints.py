@@ -1,41 +1,56 @@
 """Superpoints: ScanNet's Felzenszwalb mesh over-segmentation, and a point-cloud variant.
 
 The reference computes superpoints with ScanNet's ``Segmentator`` (kThresh 0.01,
-segMinVerts 20; REFERENCE_SPEC 1.1 step 2). This module re-implements that algorithm with
-numba so that it gives the same partition:
+segMinVerts 20; REFERENCE_SPEC 1.1 step 2). :func:`segment_mesh` re-implements it with numba
+and returns the same ids:
 
 1. Vertex normals: the running mean of the *unit* normals of the faces around a vertex,
-   left unnormalised (this is what the Segmentator does; it is not the area-weighted normal
-   that the preprocessing saves to ``normal.npy``).
+   left unnormalised (not the area-weighted normal saved to ``normal.npy``).
 2. Graph: the three edges of every face, (v1, v2), (v1, v3), (v3, v2), with weight
    ``w = 1 - n_a . n_b``, squared when the edge runs "convex" (``n_b . (p_b - p_a) > 0``).
-3. Felzenszwalb-Huttenlocher graph segmentation: edges in ascending weight, merge two
-   components when ``w <= min(threshold_a, threshold_b)`` with ``threshold = w + k / size``.
+3. Felzenszwalb-Huttenlocher segmentation: edges in ascending weight, merge two components
+   when ``w <= min(threshold_a, threshold_b)``, then ``threshold = w + k / size``.
 4. Small segments: one more pass over the sorted edges joins any component smaller than
-   ``segMinVerts`` with its neighbour.
+   ``segMinVerts`` with its neighbour. Ids are union-find roots (vertex indices).
 
-Arithmetic is float32 in the Segmentator's order of operations, so weights are bit-identical.
-Output ids are the union-find roots (vertex indices), as in ScanNet's ``segIndices``.
+Exactness: float32 arithmetic in the C++ order of operations, with IEEE semantics (a
+degenerate face gives NaN weights, not an error), so weights are bit-identical. Edges are
+ordered by the algorithm of libstdc++'s ``std::sort`` (an unstable introsort), so ties
+(flat, noise-free surfaces) and NaN weights are visited in the same order; a stable sort
+changes the partition there.
+
+:func:`segment_points` runs the same weights and segmentation on a kNN graph of a point
+cloud. ``python -m lassm.data.superpoints MESH.ply`` writes ScanNet's ``*.segs.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import numpy as np
 from numba import njit
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial import cKDTree
+
+from .io import DataError, read_mesh_ply, write_json
 
 _ONE = np.float32(1.0)
+_JIT = dict(cache=True, error_model="numpy")  # IEEE division: 0/0 -> NaN like the C++ code
+
+# ----------------------------------------------------------------------------- graph weights
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _mesh_graph(vertices, faces):
-    """Edges (3 per face) and their Segmentator weights, float32 throughout."""
-    n_faces = faces.shape[0]
-    n_vertices = vertices.shape[0]
-    normals = np.zeros((n_vertices, 3), np.float32)  # (N, 3) mean unit face normal
-    counts = np.zeros(n_vertices, np.int64)
-    edge_a = np.empty(3 * n_faces, np.int64)
-    edge_b = np.empty(3 * n_faces, np.int64)
-    for f in range(n_faces):
+    """Edges (3 per face, Segmentator order) and their weights, float32 throughout."""
+    normals = np.zeros((vertices.shape[0], 3), np.float32)  # (N, 3) mean unit face normal
+    counts = np.zeros(vertices.shape[0], np.int64)
+    edge_a = np.empty(3 * faces.shape[0], np.int64)
+    edge_b = np.empty(3 * faces.shape[0], np.int64)
+    for f in range(faces.shape[0]):
         i1, i2, i3 = faces[f, 0], faces[f, 1], faces[f, 2]
         edge_a[3 * f], edge_b[3 * f] = i1, i2
         edge_a[3 * f + 1], edge_b[3 * f + 1] = i1, i3
@@ -51,18 +66,21 @@ def _mesh_graph(vertices, faces):
         cz = ux * vy - uy * vx
         length = np.sqrt(cx * cx + cy * cy + cz * cz)
         cx, cy, cz = cx / length, cy / length, cz / length
+        # lerp(old, face, 1 / (count + 1)) at the three corners; counts are bumped only
+        # afterwards, which matters for faces that repeat a vertex
         for v in (i1, i2, i3):
-            t = _ONE / (np.float32(counts[v]) + _ONE)  # lerp(old, face, t)
+            t = _ONE / (np.float32(counts[v]) + _ONE)
             s = _ONE - t
             normals[v, 0] = t * cx + s * normals[v, 0]
             normals[v, 1] = t * cy + s * normals[v, 1]
             normals[v, 2] = t * cz + s * normals[v, 2]
-            counts[v] += 1
-    weights = _edge_weights(vertices, normals, edge_a, edge_b)
-    return edge_a, edge_b, weights
+        counts[i1] += 1
+        counts[i2] += 1
+        counts[i3] += 1
+    return edge_a, edge_b, _edge_weights(vertices, normals, edge_a, edge_b)
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _edge_weights(points, normals, edge_a, edge_b):
     weights = np.empty(edge_a.shape[0], np.float32)
     for e in range(edge_a.shape[0]):
@@ -72,7 +90,8 @@ def _edge_weights(points, normals, edge_a, edge_b):
         dz = points[b, 2] - points[a, 2]
         dd = np.sqrt(dx * dx + dy * dy + dz * dz)
         dx, dy, dz = dx / dd, dy / dd, dz / dd
-        dot = normals[a, 0] * normals[b, 0] + normals[a, 1] * normals[b, 1] + normals[a, 2] * normals[b, 2]
+        dot = normals[a, 0] * normals[b, 0] + normals[a, 1] * normals[b, 1]
+        dot = dot + normals[a, 2] * normals[b, 2]
         dot2 = normals[b, 0] * dx + normals[b, 1] * dy + normals[b, 2] * dz
         w = _ONE - dot
         if dot2 > 0:  # convex: forgive normal change
@@ -81,16 +100,121 @@ def _edge_weights(points, normals, edge_a, edge_b):
     return weights
 
 
-@njit(cache=True)
+# ----------------------------------------------------------------------------- std::sort order
+# libstdc++'s introsort on (key, item) pairs compared by key: median of three moved to the
+# front, unguarded Hoare partition, heapsort below depth 2*floor(log2 n), then one insertion
+# sort over the whole array (ranges of <= 16 are left to it). Scans that C++ leaves unguarded
+# are bounded by the array so that NaN keys cannot run past it.
+
+
+@njit(**_JIT)
+def _sift(keys, items, base, hole, length, key, item):
+    """Move a hole down to a leaf, then (key, item) up from it (libstdc++ __adjust_heap)."""
+    top = child = hole
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if keys[base + child] < keys[base + child - 1]:
+            child -= 1
+        keys[base + hole], items[base + hole] = keys[base + child], items[base + child]
+        hole = child
+    if length % 2 == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1) - 1
+        keys[base + hole], items[base + hole] = keys[base + child], items[base + child]
+        hole = child
+    parent = (hole - 1) // 2
+    while hole > top and keys[base + parent] < key:
+        keys[base + hole], items[base + hole] = keys[base + parent], items[base + parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    keys[base + hole], items[base + hole] = key, item
+
+
+@njit(**_JIT)
+def _heapsort(keys, items, first, last):
+    length = last - first
+    for parent in range((length - 2) // 2, -1, -1):  # make_heap
+        _sift(keys, items, first, parent, length, keys[first + parent], items[first + parent])
+    for end in range(last - 1, first, -1):  # sort_heap: pop the maximum to the end
+        key, item = keys[end], items[end]
+        keys[end], items[end] = keys[first], items[first]
+        _sift(keys, items, first, 0, end - first, key, item)
+
+
+@njit(**_JIT)
+def _swap(keys, items, i, j):
+    keys[i], keys[j] = keys[j], keys[i]
+    items[i], items[j] = items[j], items[i]
+
+
+@njit(**_JIT)
+def _partition(keys, items, first, last):
+    """Median of (first+1, mid, last-1) to ``first``, then partition the rest around it."""
+    a, b, c = first + 1, first + (last - first) // 2, last - 1
+    if keys[a] < keys[b]:
+        median = b if keys[b] < keys[c] else (c if keys[a] < keys[c] else a)
+    else:
+        median = a if keys[a] < keys[c] else (c if keys[b] < keys[c] else b)
+    _swap(keys, items, first, median)
+    pivot = keys[first]
+    lo, hi = first + 1, last
+    while True:
+        while lo < keys.shape[0] and keys[lo] < pivot:
+            lo += 1
+        hi -= 1
+        while pivot < keys[hi]:
+            hi -= 1
+        if lo >= hi:
+            return lo
+        _swap(keys, items, lo, hi)
+        lo += 1
+
+
+@njit(**_JIT)
+def _std_sort(keys, items, depth_limit):
+    """Sort ``keys`` in place, carrying ``items``, in exactly std::sort's order."""
+    n = keys.shape[0]
+    stack = np.empty((depth_limit + 2, 3), np.int64)  # pending (first, last, depth)
+    top = 0
+    first, last, depth = 0, n, depth_limit
+    while True:  # the right part first, as the recursion of __introsort_loop does
+        while last - first > 16:
+            if depth == 0:
+                _heapsort(keys, items, first, last)
+                break
+            depth -= 1
+            cut = _partition(keys, items, first, last)
+            stack[top, 0], stack[top, 1], stack[top, 2] = first, cut, depth
+            top += 1
+            first = cut
+        if top == 0:
+            break
+        top -= 1
+        first, last, depth = stack[top, 0], stack[top, 1], stack[top, 2]
+    for i in range(1, n):  # insertion sort; below 16 a new minimum goes straight to the front
+        key, item = keys[i], items[i]
+        j = i
+        if i < 16 and key < keys[0]:
+            keys[1:i + 1], items[1:i + 1] = keys[:i].copy(), items[:i].copy()
+            j = 0
+        while j > 0 and key < keys[j - 1]:
+            keys[j], items[j] = keys[j - 1], items[j - 1]
+            j -= 1
+        keys[j], items[j] = key, item
+
+
+# ----------------------------------------------------------------------------- segmentation
+
+
+@njit(**_JIT)
 def _find(parent, x):
     root = x
     while parent[root] != root:
         root = parent[root]
-    parent[x] = root
+    parent[x] = root  # Felzenszwalb's "sort of" path compression: x only
     return root
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def _join(parent, rank, size, x, y):
     """Union by rank, the same tie rule as Felzenszwalb's ``universe::join``."""
     if rank[x] > rank[y]:
@@ -103,23 +227,26 @@ def _join(parent, rank, size, x, y):
             rank[y] += 1
 
 
-@njit(cache=True)
-def _segment_graph(n_vertices, edge_a, edge_b, weights, order, k_thresh, min_size):
+@njit(**_JIT)
+def _segment_graph(n_vertices, edge_a, edge_b, weights, k_thresh, min_size, depth_limit):
+    keys = weights.copy()
+    order = np.arange(weights.shape[0])
+    _std_sort(keys, order, depth_limit)  # keys[i] == weights[order[i]], ascending
+    edge_a, edge_b = edge_a[order], edge_b[order]  # sorted edges, read in sequence below
     parent = np.arange(n_vertices)
     rank = np.zeros(n_vertices, np.int64)
     size = np.ones(n_vertices, np.int64)
     threshold = np.full(n_vertices, k_thresh, np.float32)  # k / 1
-    for e in order:
-        a = _find(parent, edge_a[e])
-        b = _find(parent, edge_b[e])
-        w = weights[e]
-        if a != b and w <= threshold[a] and w <= threshold[b]:
+    for i in range(keys.shape[0]):
+        a = _find(parent, edge_a[i])
+        b = _find(parent, edge_b[i])
+        if a != b and keys[i] <= threshold[a] and keys[i] <= threshold[b]:
             _join(parent, rank, size, a, b)
             a = _find(parent, a)
-            threshold[a] = w + k_thresh / np.float32(size[a])
-    for e in order:  # join segments below the minimum size, in the same sorted order
-        a = _find(parent, edge_a[e])
-        b = _find(parent, edge_b[e])
+            threshold[a] = keys[i] + k_thresh / np.float32(size[a])
+    for i in range(keys.shape[0]):  # join segments below the minimum size, same order
+        a = _find(parent, edge_a[i])
+        b = _find(parent, edge_b[i])
         if a != b and (size[a] < min_size or size[b] < min_size):
             _join(parent, rank, size, a, b)
     out = np.empty(n_vertices, np.int64)
@@ -129,25 +256,216 @@ def _segment_graph(n_vertices, edge_a, edge_b, weights, order, k_thresh, min_siz
 
 
 def _segment(n, edge_a, edge_b, weights, k_thresh, seg_min_verts):
-    order = np.argsort(weights, kind="stable")  # NaN weights (degenerate faces) sort last
-    return _segment_graph(n, edge_a, edge_b, weights, order, np.float32(k_thresh), int(seg_min_verts))
+    if not np.isfinite(k_thresh) or k_thresh < 0:
+        raise DataError(f"k_thresh: expected a finite number >= 0, got {k_thresh}")
+    if not isinstance(seg_min_verts, (int, np.integer)) or seg_min_verts < 0:
+        raise DataError(f"seg_min_verts: expected an integer >= 0, got {seg_min_verts!r}")
+    depth_limit = 2 * (max(len(weights), 1).bit_length() - 1)  # 2 * floor(log2 n)
+    return _segment_graph(n, edge_a, edge_b, weights, np.float32(k_thresh),
+                          int(seg_min_verts), depth_limit)
+
+
+def _as_points(array, name):
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise DataError(f"{name}: expected shape (N, 3), got {array.shape}")
+    return array
 
 
 def segment_mesh(
     vertices: np.ndarray, faces: np.ndarray, k_thresh: float = 0.01, seg_min_verts: int = 20
 ) -> np.ndarray:
-    """Over-segment a triangle mesh like ScanNet's Segmentator.
+    """Over-segment a triangle mesh exactly like ScanNet's Segmentator.
 
     vertices: (N, 3) coordinates; faces: (M, 3) vertex indices. Returns (N,) int64 segment
     ids (the root vertex of each segment). Vertices in no face form their own segments.
     """
-    vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+    vertices = _as_points(vertices, "vertices")
     faces = np.ascontiguousarray(faces, dtype=np.int64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"vertices: expected shape (N, 3), got {vertices.shape}")
     if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces: expected shape (M, 3), got {faces.shape}")
+        raise DataError(f"faces: expected shape (M, 3), got {faces.shape}")
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"faces: indices must lie in 0..{len(vertices) - 1}")
-    edge_a, edge_b, weights = _mesh_graph(vertices, faces)
+        raise DataError(f"faces: indices must lie in 0..{len(vertices) - 1}")
+    edge_a, edge_b, weights = _mesh_graph(vertices, faces)  # (3M,) each
     return _segment(len(vertices), edge_a, edge_b, weights, k_thresh, seg_min_verts)
+
+
+# ----------------------------------------------------------------------------- point clouds
+
+
+@njit(**_JIT)
+def _propagate_signs(indptr, indices, normals):
+    """Walk a spanning forest breadth-first, flipping each normal to agree with its parent."""
+    n = indptr.shape[0] - 1
+    sign = np.zeros(n, np.float64)  # 0: not reached yet
+    piece = np.empty(n, np.int64)
+    queue = np.empty(n, np.int64)
+    n_pieces = 0
+    for root in range(n):
+        if sign[root] != 0:
+            continue
+        sign[root], piece[root], queue[0] = 1, n_pieces, root
+        head, tail = 0, 1
+        while head < tail:
+            u = queue[head]
+            head += 1
+            for j in range(indptr[u], indptr[u + 1]):
+                v = indices[j]
+                if sign[v] == 0:
+                    dot = normals[u, 0] * normals[v, 0] + normals[u, 1] * normals[v, 1]
+                    dot += normals[u, 2] * normals[v, 2]
+                    sign[v] = sign[u] if dot >= 0 else -sign[u]
+                    piece[v], queue[tail] = n_pieces, v
+                    tail += 1
+        n_pieces += 1
+    return sign, piece
+
+
+def _orient(coord, neighbours, normals, viewpoint):
+    """Consistent signs for PCA normals: flip along a minimum spanning tree of the kNN graph
+    weighted by ``1 - |n_a . n_b|`` (Hoppe et al. 1992), then turn each connected piece so
+    that most of its normals face ``viewpoint``."""
+    rows = np.repeat(np.arange(len(coord)), neighbours.shape[1])
+    cols = neighbours.ravel()
+    cost = 1.0 - np.abs(np.einsum("ij,ij->i", normals[rows], normals[cols])) + 1e-6  # > 0
+    tree = minimum_spanning_tree(coo_matrix((cost, (rows, cols)), shape=(len(coord),) * 2))
+    tree = (tree + tree.T).tocsr()
+    sign, piece = _propagate_signs(tree.indptr, tree.indices.astype(np.int64), normals)
+    normals = normals * sign[:, None]
+    facing = np.sign(np.einsum("ij,ij->i", normals, viewpoint - coord))
+    vote = np.bincount(piece, weights=facing)  # (pieces,)
+    return np.where(vote[piece, None] < 0, -normals, normals)
+
+
+def estimate_normals(coord, neighbours, viewpoint=None) -> np.ndarray:
+    """Point-cloud stand-in for the Segmentator's vertex normal; (N, 3) float32.
+
+    coord: (N, 3); neighbours: (N, k) indices. The Segmentator averages the unit normals of
+    the faces around a vertex without renormalising, so its normal is shorter where the
+    surface bends or is noisy, which raises the weights there. We average the unit normals
+    of an umbrella of triangles (p, q_i, q_i+1) over the neighbours in angular order around
+    the PCA normal, leaving out triangles across a gap wider than 180 degrees. PCA normals
+    have no sign, and a flip would make ``1 - n_a . n_b`` close to 2: :func:`_orient` makes
+    them consistent, facing ``viewpoint`` (default: the bounding-box centre, right for a
+    room scanned from inside; pass the sensor position for a single view). That side also
+    sets which edges count as convex.
+    """
+    coord = np.asarray(coord, np.float64)
+    offsets = coord[neighbours] - coord[:, None]  # (N, k, 3)
+    centred = offsets - offsets.mean(axis=1, keepdims=True)
+    _, eigvec = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))  # (N, 3, 3)
+    if viewpoint is None:
+        viewpoint = (coord.min(axis=0) + coord.max(axis=0)) / 2
+    pca = _orient(coord, neighbours, eigvec[:, :, 0], np.asarray(viewpoint, np.float64))
+    tangent = np.cross(pca, np.where(np.abs(pca[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    angle = np.arctan2(np.einsum("nkj,nj->nk", offsets, np.cross(pca, tangent)),
+                       np.einsum("nkj,nj->nk", offsets, tangent))  # (N, k) around pca
+    order = np.argsort(angle, axis=1)
+    offsets = np.take_along_axis(offsets, order[:, :, None], axis=1)
+    angle = np.take_along_axis(angle, order, axis=1)
+    cross = np.cross(offsets, np.roll(offsets, -1, axis=1))  # (N, k, 3) along pca
+    length = np.linalg.norm(cross, axis=2)
+    valid = ((np.roll(angle, -1, axis=1) - angle) % (2 * np.pi) < np.pi) & (length > 0)
+    unit = cross / np.where(valid, length, 1)[:, :, None] * valid[:, :, None]
+    count = valid.sum(axis=1, keepdims=True)
+    normals = np.where(count > 0, unit.sum(axis=1) / np.maximum(count, 1), pca)
+    return normals.astype(np.float32)
+
+
+def segment_points(
+    coord: np.ndarray,
+    normals: np.ndarray | None = None,
+    k: int = 8,
+    k_thresh: float = 0.01,
+    seg_min_verts: int = 20,
+    viewpoint: np.ndarray | None = None,
+) -> np.ndarray:
+    """Segmentator superpoints for a point cloud without a mesh.
+
+    The graph has the directed edges (p, q) from every point to its ``k`` nearest neighbours
+    (in point order, nearest first); weights, sorting and segmentation are the mesh ones.
+    normals: (N, 3), else :func:`estimate_normals` (steered by ``viewpoint``). The default
+    k = 8 covers a mesh vertex's one-ring (valence about 6) and gave segment counts close to
+    the mesh Segmentator's on the same surfaces. Returns (N,) int64 ids (root point indices).
+    """
+    coord = _as_points(coord, "coord")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k: expected an integer >= 1, got {k!r}")
+    n = len(coord)
+    k = min(int(k), n - 1)
+    if k < 1:
+        return _segment(n, *np.zeros((2, 0), np.int64), np.zeros(0, np.float32),
+                        k_thresh, seg_min_verts)
+    _, found = cKDTree(coord).query(coord, k=k + 1)  # (N, k+1), mostly the point itself first
+    keep = found != np.arange(n)[:, None]
+    keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
+    neighbours = found[keep].reshape(n, k)  # (N, k)
+    if normals is None:
+        normals = estimate_normals(coord, neighbours, viewpoint)
+    normals = _as_points(normals, "normals")
+    if len(normals) != n:
+        raise DataError(f"normals: expected {n} rows like coord, got {len(normals)}")
+    edge_a = np.repeat(np.arange(n, dtype=np.int64), k)  # (N*k,)
+    edge_b = neighbours.ravel().astype(np.int64)
+    weights = _edge_weights(coord, normals, edge_a, edge_b)
+    return _segment(n, edge_a, edge_b, weights, k_thresh, seg_min_verts)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def segs_json_path(mesh_path, k_thresh: float = 0.01) -> Path:
+    """ScanNet's name: ``scene_vh_clean_2.ply`` -> ``scene_vh_clean_2.0.010000.segs.json``
+    (``std::to_string`` of the float32 kThresh, i.e. ``%f``)."""
+    mesh_path = Path(mesh_path)
+    return mesh_path.with_name(f"{mesh_path.stem}.{float(np.float32(k_thresh)):f}.segs.json")
+
+
+def segment_mesh_file(mesh_path, out=None, k_thresh: float = 0.01,
+                      seg_min_verts: int = 20) -> Path:
+    """Segment a PLY mesh and write ScanNet's segs JSON (atomically); returns its path.
+
+    ``params`` holds ``kThresh`` as C++ streams the float (``%g``: 0.01) and
+    ``segMinVerts``; ``sceneId`` is the mesh file's stem (ScanNet's tool keeps a leading "/"
+    when the path has folders; we do not copy that slip); ``segIndices`` one id per vertex.
+    """
+    mesh = read_mesh_ply(mesh_path, require_faces=True)
+    ids = segment_mesh(mesh.vertices, mesh.faces, k_thresh, seg_min_verts)
+    out = Path(out) if out is not None else segs_json_path(mesh_path, k_thresh)
+    params = {"kThresh": float(f"{float(np.float32(k_thresh)):g}"),
+              "segMinVerts": int(seg_min_verts)}
+    write_json(out, {"params": params, "sceneId": Path(mesh_path).stem,
+                     "segIndices": ids.tolist()})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lassm.data.superpoints",
+        description="Over-segment a PLY triangle mesh like ScanNet's Segmentator and write "
+                    "<mesh stem>.<kThresh>.segs.json next to it (or to --out).",
+    )
+    parser.add_argument("mesh", help="triangle mesh (.ply with x, y, z, red, green, blue)")
+    parser.add_argument("--k-thresh", type=float, default=0.01, help="Felzenszwalb k")
+    parser.add_argument("--seg-min-verts", type=int, default=20, help="minimum segment size")
+    parser.add_argument("--out", default=None, help="output JSON path")
+    args = parser.parse_args(argv)
+    if not np.isfinite(args.k_thresh) or args.k_thresh < 0:
+        parser.error(f"--k-thresh: expected a finite number >= 0, got {args.k_thresh}")
+    if args.seg_min_verts < 0:
+        parser.error(f"--seg-min-verts: expected an integer >= 0, got {args.seg_min_verts}")
+    try:
+        out = segment_mesh_file(args.mesh, args.out, args.k_thresh, args.seg_min_verts)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: cannot write {args.out or 'the segs JSON'}: {err}", file=sys.stderr)
+        return 1
+    print(f"Segmentation written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
