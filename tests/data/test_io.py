@@ -96,3 +96,23 @@ def test_load_scene_refuses_unfinished(tmp_path):
     np.save(tmp_path / "s" / "coord.npy", np.zeros(3))
     with pytest.raises(DataError, match=r"not a finished processed scene"):
         io.load_scene(tmp_path / "s")
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_non_triangle_faces_rejected(tmp_path, text):
+    from plyfile import PlyData, PlyElement
+
+    v = np.zeros(4, dtype=[(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")])
+    f = np.empty(2, dtype=[("vertex_indices", "O")])
+    f["vertex_indices"] = [np.array([0, 1, 2], np.int32), np.array([0, 1, 2, 3], np.int32)]
+    PlyData([PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face")], text=text).write(
+        str(tmp_path / "quad.ply"))
+    with pytest.raises(DataError, match=r"quad\.ply: only triangle faces are supported"):
+        io.read_mesh_ply(tmp_path / "quad.ply")
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    io.write_json(tmp_path / "a.json", {"x": 1})
+    io.write_scene(tmp_path / "s", {"coord": np.zeros((1, 3))})
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o755
