@@ -65,10 +65,17 @@ def scannetpp(root: str = "data/scannetpp") -> Config:
                              class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff))
 
 
-def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd") -> Config:
-    """mOSD tabletop scans: table is stuff, objects are instances (per-object view)."""
+def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: str = "object") -> Config:
+    """mOSD tabletop scans: the table is stuff; instances are whole objects or object parts.
+
+    view: "object" (the original OSD objects) or "part" (mOSD's disjoint parts); both are
+    stored in every processed scene, as ``instance_object`` and ``instance_part``.
+    """
+    if view not in ("object", "part"):
+        raise ValueError(f"view: expected 'object' or 'part', got {view!r}")
     return Config(DataConfig(name="mosd", raw_root=raw_root, root=root, segment_key="segment",
-                             class_names=labels.CLASS_LABELS_MOSD, stuff_classes=(0,)))
+                             class_names=labels.CLASS_LABELS_MOSD, stuff_classes=(0,),
+                             instance_key=f"instance_{view}"))
 
 
 PRESETS = {f.__name__: f for f in (synthetic, scannet, scannet200, scannetpp, mosd)}

@@ -17,6 +17,9 @@ def test_presets_are_consistent():
     pp = config.scannetpp().data.instance_class_names
     assert pp == tuple(labels.CLASS_LABELS_PP[i] for i in labels.INSTANCE_CLASS_IDS_PP)
     assert config.mosd().data.instance_class_names == ("object",)
+    assert config.mosd(view="part").data.instance_key == "instance_part"
+    with pytest.raises(ValueError, match="view: expected 'object' or 'part'"):
+        config.mosd(view="parts")
 
 
 def test_unknown_preset():
