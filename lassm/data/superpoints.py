@@ -15,9 +15,9 @@ and returns the same ids:
 
 Exactness: float32 arithmetic in the C++ order of operations, with IEEE semantics (a
 degenerate face gives NaN weights, not an error), so weights are bit-identical. Edges are
-ordered by the algorithm of libstdc++'s ``std::sort`` (an unstable introsort), so ties
-(flat, noise-free surfaces) and NaN weights are visited in the same order; a stable sort
-changes the partition there.
+ordered by :func:`lassm.data.stdsort.std_argsort`, libstdc++'s ``std::sort`` replayed, so
+ties (flat, noise-free surfaces) and NaN weights are visited in the same order; a stable
+sort changes the partition there.
 
 :func:`segment_points` runs the same weights and segmentation on a kNN graph of a point
 cloud. ``python -m lassm.data.superpoints MESH.ply`` writes ScanNet's ``*.segs.json``.
@@ -36,6 +36,7 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
 
 from .io import DataError, read_mesh_ply, write_json
+from .stdsort import std_argsort
 
 _ONE = np.float32(1.0)
 _JIT = dict(cache=True, error_model="numpy")  # IEEE division: 0/0 -> NaN like the C++ code
@@ -100,108 +101,6 @@ def _edge_weights(points, normals, edge_a, edge_b):
     return weights
 
 
-# ----------------------------------------------------------------------------- std::sort order
-# libstdc++'s introsort on (key, item) pairs compared by key: median of three moved to the
-# front, unguarded Hoare partition, heapsort below depth 2*floor(log2 n), then one insertion
-# sort over the whole array (ranges of <= 16 are left to it). Scans that C++ leaves unguarded
-# are bounded by the array so that NaN keys cannot run past it.
-
-
-@njit(**_JIT)
-def _sift(keys, items, base, hole, length, key, item):
-    """Move a hole down to a leaf, then (key, item) up from it (libstdc++ __adjust_heap)."""
-    top = child = hole
-    while child < (length - 1) // 2:
-        child = 2 * (child + 1)
-        if keys[base + child] < keys[base + child - 1]:
-            child -= 1
-        keys[base + hole], items[base + hole] = keys[base + child], items[base + child]
-        hole = child
-    if length % 2 == 0 and child == (length - 2) // 2:
-        child = 2 * (child + 1) - 1
-        keys[base + hole], items[base + hole] = keys[base + child], items[base + child]
-        hole = child
-    parent = (hole - 1) // 2
-    while hole > top and keys[base + parent] < key:
-        keys[base + hole], items[base + hole] = keys[base + parent], items[base + parent]
-        hole = parent
-        parent = (hole - 1) // 2
-    keys[base + hole], items[base + hole] = key, item
-
-
-@njit(**_JIT)
-def _heapsort(keys, items, first, last):
-    length = last - first
-    for parent in range((length - 2) // 2, -1, -1):  # make_heap
-        _sift(keys, items, first, parent, length, keys[first + parent], items[first + parent])
-    for end in range(last - 1, first, -1):  # sort_heap: pop the maximum to the end
-        key, item = keys[end], items[end]
-        keys[end], items[end] = keys[first], items[first]
-        _sift(keys, items, first, 0, end - first, key, item)
-
-
-@njit(**_JIT)
-def _swap(keys, items, i, j):
-    keys[i], keys[j] = keys[j], keys[i]
-    items[i], items[j] = items[j], items[i]
-
-
-@njit(**_JIT)
-def _partition(keys, items, first, last):
-    """Median of (first+1, mid, last-1) to ``first``, then partition the rest around it."""
-    a, b, c = first + 1, first + (last - first) // 2, last - 1
-    if keys[a] < keys[b]:
-        median = b if keys[b] < keys[c] else (c if keys[a] < keys[c] else a)
-    else:
-        median = a if keys[a] < keys[c] else (c if keys[b] < keys[c] else b)
-    _swap(keys, items, first, median)
-    pivot = keys[first]
-    lo, hi = first + 1, last
-    while True:
-        while lo < keys.shape[0] and keys[lo] < pivot:
-            lo += 1
-        hi -= 1
-        while pivot < keys[hi]:
-            hi -= 1
-        if lo >= hi:
-            return lo
-        _swap(keys, items, lo, hi)
-        lo += 1
-
-
-@njit(**_JIT)
-def _std_sort(keys, items, depth_limit):
-    """Sort ``keys`` in place, carrying ``items``, in exactly std::sort's order."""
-    n = keys.shape[0]
-    stack = np.empty((depth_limit + 2, 3), np.int64)  # pending (first, last, depth)
-    top = 0
-    first, last, depth = 0, n, depth_limit
-    while True:  # the right part first, as the recursion of __introsort_loop does
-        while last - first > 16:
-            if depth == 0:
-                _heapsort(keys, items, first, last)
-                break
-            depth -= 1
-            cut = _partition(keys, items, first, last)
-            stack[top, 0], stack[top, 1], stack[top, 2] = first, cut, depth
-            top += 1
-            first = cut
-        if top == 0:
-            break
-        top -= 1
-        first, last, depth = stack[top, 0], stack[top, 1], stack[top, 2]
-    for i in range(1, n):  # insertion sort; below 16 a new minimum goes straight to the front
-        key, item = keys[i], items[i]
-        j = i
-        if i < 16 and key < keys[0]:
-            keys[1:i + 1], items[1:i + 1] = keys[:i].copy(), items[:i].copy()
-            j = 0
-        while j > 0 and key < keys[j - 1]:
-            keys[j], items[j] = keys[j - 1], items[j - 1]
-            j -= 1
-        keys[j], items[j] = key, item
-
-
 # ----------------------------------------------------------------------------- segmentation
 
 
@@ -228,23 +127,20 @@ def _join(parent, rank, size, x, y):
 
 
 @njit(**_JIT)
-def _segment_graph(n_vertices, edge_a, edge_b, weights, k_thresh, min_size, depth_limit):
-    keys = weights.copy()
-    order = np.arange(weights.shape[0])
-    _std_sort(keys, order, depth_limit)  # keys[i] == weights[order[i]], ascending
-    edge_a, edge_b = edge_a[order], edge_b[order]  # sorted edges, read in sequence below
+def _segment_graph(n_vertices, edge_a, edge_b, weights, k_thresh, min_size):
+    """Felzenszwalb-Huttenlocher over edges given in std::sort order of ``weights``."""
     parent = np.arange(n_vertices)
     rank = np.zeros(n_vertices, np.int64)
     size = np.ones(n_vertices, np.int64)
     threshold = np.full(n_vertices, k_thresh, np.float32)  # k / 1
-    for i in range(keys.shape[0]):
+    for i in range(weights.shape[0]):
         a = _find(parent, edge_a[i])
         b = _find(parent, edge_b[i])
-        if a != b and keys[i] <= threshold[a] and keys[i] <= threshold[b]:
+        if a != b and weights[i] <= threshold[a] and weights[i] <= threshold[b]:
             _join(parent, rank, size, a, b)
             a = _find(parent, a)
-            threshold[a] = keys[i] + k_thresh / np.float32(size[a])
-    for i in range(keys.shape[0]):  # join segments below the minimum size, same order
+            threshold[a] = weights[i] + k_thresh / np.float32(size[a])
+    for i in range(weights.shape[0]):  # join segments below the minimum size, same order
         a = _find(parent, edge_a[i])
         b = _find(parent, edge_b[i])
         if a != b and (size[a] < min_size or size[b] < min_size):
@@ -260,9 +156,9 @@ def _segment(n, edge_a, edge_b, weights, k_thresh, seg_min_verts):
         raise DataError(f"k_thresh: expected a finite number >= 0, got {k_thresh}")
     if not isinstance(seg_min_verts, (int, np.integer)) or seg_min_verts < 0:
         raise DataError(f"seg_min_verts: expected an integer >= 0, got {seg_min_verts!r}")
-    depth_limit = 2 * (max(len(weights), 1).bit_length() - 1)  # 2 * floor(log2 n)
-    return _segment_graph(n, edge_a, edge_b, weights, np.float32(k_thresh),
-                          int(seg_min_verts), depth_limit)
+    order = std_argsort(weights)  # (E,) ties and NaNs where the C++ tool has them
+    return _segment_graph(n, edge_a[order], edge_b[order], weights[order],
+                          np.float32(k_thresh), int(seg_min_verts))
 
 
 def _as_points(array, name):
