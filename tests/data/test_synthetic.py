@@ -221,3 +221,10 @@ def test_bad_room_parameters():
         generate_room(0, "small", "garage")
     with pytest.raises(DataError, match="seed"):
         generate_room(1.5, "small")
+
+
+def test_leftover_rooms_warn_and_stay(tmp_path):
+    write_synthetic_scannet(tmp_path, num_rooms=3, seed=0, size="small")
+    with pytest.warns(UserWarning, match=r"synth0002_00"):
+        write_synthetic_scannet(tmp_path, num_rooms=2, seed=0, size="small")
+    assert (tmp_path / "scans" / "synth0002_00").is_dir()  # nothing deleted
