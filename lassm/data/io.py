@@ -73,6 +73,14 @@ def read_json(path: str | os.PathLike, required_keys: tuple[str, ...] = ()) -> d
     return obj
 
 
+def read_name_list(path: str | os.PathLike, what: str) -> list[str]:
+    """One name per line (blank lines skipped); ``what`` describes the file in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; expected {what}, one per line")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 # ----------------------------------------------------------------------------- PLY meshes
 
 _TRIANGLE_LISTS = {"face": {"vertex_indices": 3, "vertex_index": 3}}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, read_json, read_mesh_ply
+from .io import DataError, read_json, read_mesh_ply, read_name_list
 from .labels import read_label_tsv
 from .mesh import vertex_normals
 from .preprocess import SceneJob
@@ -35,13 +35,6 @@ from .superpoints import segment_mesh
 LABEL_TSV = "scannetv2-labels.combined.tsv"
 SPLIT_FILES = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt"}
 SCAN_FOLDERS = ("scans", "scans_test")
-
-
-def read_split_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise DataError(f"{path}: split list not found (one scene name per line, as in ScanNet's "
-                        "Tasks/Benchmark lists)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def find_jobs(
@@ -59,7 +52,7 @@ def find_jobs(
     splits_dir = Path(splits_dir) if splits_dir else raw_root
     split_of = {}
     for split, name in SPLIT_FILES.items():
-        for scene in read_split_list(splits_dir / name):
+        for scene in read_name_list(splits_dir / name, "scene names (ScanNet's Tasks/Benchmark split list)"):
             split_of[scene] = split
     label_map = read_label_tsv(Path(labels_tsv) if labels_tsv else raw_root / LABEL_TSV)
     scene_dirs = sorted(d for folder in SCAN_FOLDERS for d in (raw_root / folder).glob("*") if d.is_dir())

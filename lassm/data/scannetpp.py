@@ -28,6 +28,7 @@ from .io import (
     load_scene,
     read_json,
     read_mesh_ply,
+    read_name_list,
     scene_is_done,
     write_json,
     write_scene,
@@ -55,14 +56,6 @@ _NA_CELLS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 
 
 # ----------------------------------------------------------------------------- metadata
-
-
-def read_name_list(path: str | os.PathLike, what: str) -> list[str]:
-    """One name per line (blank lines skipped); ``what`` describes the file in errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; expected {what}, one per line")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_label_map(path: str | os.PathLike) -> dict[str, str]:

@@ -172,7 +172,7 @@ def test_bad_scene_files(tmp_path, damage, message):
 def test_missing_meta_and_unknown_dataset(tmp_path):
     make_raw_root(tmp_path / "raw")
     (tmp_path / "raw/scannetv2_val.txt").unlink()
-    with pytest.raises(DataError, match=r"scannetv2_val\.txt: split list not found"):
+    with pytest.raises(DataError, match=r"scannetv2_val\.txt: file not found; expected scene names"):
         find_jobs(tmp_path / "raw")
     with pytest.raises(DataError, match=r"dataset: unknown name 'scannet300'"):
         prepare("scannet300", tmp_path / "raw", tmp_path / "out")
