@@ -33,8 +33,29 @@ class DataConfig:
 
 
 @dataclass
+class BackboneConfig:
+    name: str = "spunet"  # "spunet" (SpUNet-v2m1) or "res16unet34c" (Mask3D's MinkUNet, ScanNet200)
+    in_channels: int = 6  # voxel feature channels: 6 = [rgb in [-1,1], xyz], 3 = colour only
+    base_channels: int = 32  # SpUNet: width of the input conv and of the output features
+    planes: tuple[int, ...] = (32, 64, 96, 128, 160)  # SpUNet: width of each U-Net level
+    bn_momentum: float = 0.02  # Res16UNet34C: momentum of its stem/transition/downsample norms
+    conv1_kernel_size: int = 5  # Res16UNet34C: kernel of the first convolution
+    sparse_backend: str = "auto"  # "auto" (spconv on a GPU when installed), "torch" or "spconv"
+
+    @property
+    def out_channels(self) -> int:
+        return self.base_channels if self.name == "spunet" else 96
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0  # one seed for the whole run, recorded with its outputs
 
     def to_dict(self) -> dict:
@@ -53,9 +74,11 @@ def scannet(root: str = "data/scannet") -> Config:
 def scannet200(root: str = "data/scannet") -> Config:
     # Same processed folder as ScanNet v2; wall (0) and floor (2) are stuff. The reference
     # swaps raw chair (1) and floor (2) at load time (REFERENCE_SPEC 2.2); the loader does that.
+    # Mask3D's Res16UNet34C on colour only (spec 4.2)
     return Config(DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root,
                              segment_key="segment200", class_names=labels.CLASS_LABELS_200,
-                             stuff_classes=(0, 2)))
+                             stuff_classes=(0, 2)),
+                  ModelConfig(BackboneConfig(name="res16unet34c", in_channels=3)))
 
 
 def scannetpp(root: str = "data/scannetpp") -> Config:

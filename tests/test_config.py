@@ -33,3 +33,11 @@ def test_project_root(tmp_path):
     (tmp_path / "notebooks").mkdir()
     assert config.project_root(tmp_path / "notebooks") == tmp_path
     assert config.project_root(tmp_path / "lassm") == tmp_path
+
+
+def test_backbone_presets():
+    assert config.scannet().model.backbone.name == "spunet"
+    assert config.scannet().model.backbone.in_channels == 6
+    s200 = config.scannet200().model.backbone
+    assert (s200.name, s200.in_channels, s200.out_channels) == ("res16unet34c", 3, 96)
+    assert config.synthetic().model.backbone.sparse_backend == "auto"

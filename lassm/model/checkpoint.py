@@ -1,0 +1,95 @@
+"""Loading weights trained elsewhere into our modules.
+
+SpUNet-v2m1 needs no conversion: :class:`lassm.model.SpUNet` has the reference's module
+names and spconv's weight layout, so the authors' ``backbone.*`` entries load as they are.
+
+Mask3D's ``Res16UNet34C`` was trained with MinkowskiEngine, whose state_dict differs:
+
+=====================================================  ==================================================
+MinkowskiEngine / Mask3D key                            lassm key
+=====================================================  ==================================================
+``<conv>.kernel``  (K, C_in, C_out), K = k^3            ``<conv>.weight`` (C_out, k, k, k, C_in)
+``<conv>.kernel``  (C_in, C_out)  (1x1x1 convolution)   ``<conv>.weight`` (C_out, 1, 1, 1, C_in), see below
+``<norm>.bn.{weight,bias,running_*,num_batches_*}``     ``<norm>.{weight,bias,running_*,num_batches_*}``
+``final.kernel``, ``final.bias``                         dropped (the layer is never called, spec 4.2)
+``module.`` prefix (DDP)                                 removed
+=====================================================  ==================================================
+
+Kernel offsets: MinkowskiEngine enumerates a cubic kernel with the x offset varying fastest
+(its ``kernel_region`` iterator increments axis 0 first; offsets -r..r for odd kernels, 0..1
+for the stride-2 kernel), spconv flattens ``(kx, ky, kz)`` with z fastest. The conversion
+reorders the K axis accordingly. 1x1x1 weights are stored so that spconv's reading of them
+(the ``(C_out, 1, 1, 1, C_in)`` buffer taken as a ``(C_in, C_out)`` matrix) gives back the
+MinkowskiEngine matrix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+_BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def minkowski_kernel_to_spconv(kernel: torch.Tensor) -> torch.Tensor:
+    """(K, C_in, C_out) MinkowskiEngine kernel (x fastest) -> (C_out, k, k, k, C_in) weight."""
+    if kernel.dim() == 2:  # 1x1x1 convolution
+        c_in, c_out = kernel.shape
+        return kernel.contiguous().reshape(c_out, 1, 1, 1, c_in)
+    volume, c_in, c_out = kernel.shape
+    k = round(volume ** (1 / 3))
+    if k ** 3 != volume:
+        raise ValueError(f"kernel with {volume} offsets is not a cube")
+    # index = x + k*y + k*k*z  ->  axes (z, y, x, C_in, C_out)  ->  (C_out, x, y, z, C_in)
+    return kernel.reshape(k, k, k, c_in, c_out).permute(4, 2, 1, 0, 3).contiguous()
+
+
+def minkowski_to_lassm(state_dict: dict, prefix: str = "") -> dict:
+    """Rename and reshape a MinkowskiEngine Res16UNet34C state_dict (see the module table).
+
+    prefix: kept in front of every key (e.g. ``"backbone."`` when the file stores the backbone
+    inside a whole model); keys not starting with it are ignored.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name.startswith("final."):
+            continue
+        if name.endswith(".kernel"):
+            out[prefix + name[: -len("kernel")] + "weight"] = minkowski_kernel_to_spconv(value)
+            continue
+        parts = name.split(".")
+        if len(parts) >= 3 and parts[-2] == "bn" and parts[-1] in _BN_FIELDS:
+            name = ".".join(parts[:-2] + parts[-1:])
+        out[prefix + name] = value
+    return out
+
+
+def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: str = "backbone.") -> None:
+    """Load a Mask3D/MinkowskiEngine checkpoint into :class:`~lassm.model.Res16UNet34C`, strictly.
+
+    Unlike the reference's silent non-strict load (spec 11.2.12), a file whose keys do not
+    match (for example prefixed ``unet.`` instead of ``backbone.``) is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict (or a dict with 'state_dict')")
+    converted = minkowski_to_lassm(state, prefix)
+    converted = {k[len(prefix):]: v for k, v in converted.items()}
+    if not converted:
+        found = sorted({k.split(".")[0] for k in state})[:5]
+        raise ValueError(f"{path}: no keys start with {prefix!r} (first-level names found: {found})")
+    missing, unexpected = model.load_state_dict(converted, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not match {type(model).__name__}: missing {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+

@@ -1,0 +1,94 @@
+"""MinkowskiEngine -> lassm conversion against a direct reading of MinkowskiEngine's conv rule."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from lassm.model import Res16UNet34C
+from lassm.model.checkpoint import load_minkowski_backbone, minkowski_kernel_to_spconv, minkowski_to_lassm
+from lassm.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
+
+
+def me_offsets(kernel: int):
+    """MinkowskiEngine's kernel_region order: axis 0 (x) varies fastest."""
+    steps = range(-(kernel // 2), kernel // 2 + 1) if kernel % 2 else range(kernel)
+    return [(x, y, z) for z, y, x in itertools.product(steps, repeat=3)]
+
+
+def me_conv(feats, coords, out_coords, kernel_weights, kernel, scale_in=1, scale_out=1, transposed=False):
+    """out[o] = sum_m in[o * s_out / s_in + offset_m] @ kernel[m]  (or the transposed map)."""
+    index = {tuple(c): i for i, c in enumerate(coords.tolist())}
+    out = torch.zeros(len(out_coords), kernel_weights.shape[2], dtype=feats.dtype)
+    for o, (b, *p) in enumerate(out_coords.tolist()):
+        for m, off in enumerate(me_offsets(kernel)):
+            if transposed:  # fine output o receives from coarse c where o = 2c + off
+                if all((p[a] - off[a]) % 2 == 0 for a in range(3)):
+                    src = index.get((b, *[(p[a] - off[a]) // 2 for a in range(3)]))
+                else:
+                    src = None
+            else:
+                src = index.get((b, *[p[a] * scale_out // scale_in + off[a] for a in range(3)]))
+            if src is not None:
+                out[o] += feats[src] @ kernel_weights[m]
+    return out
+
+
+def test_converted_kernels_reproduce_minkowski_convolutions():
+    g = torch.Generator().manual_seed(0)
+    c = torch.unique(torch.randint(0, 9, (250, 4), generator=g), dim=0)
+    c[:, 0] %= 2
+    coords = torch.unique(c, dim=0).int()
+    feats = torch.randn(len(coords), 3, generator=g, dtype=torch.float64)
+    x = SparseTensor.from_voxels(feats, coords, (10, 10, 10), backend="torch")
+    for kernel in (3, 5):
+        me = torch.randn(kernel ** 3, 3, 4, generator=g, dtype=torch.float64)
+        conv = SubMConv3d(3, 4, kernel).double()
+        conv.weight.data = minkowski_kernel_to_spconv(me)
+        assert torch.allclose(conv(x).feats, me_conv(feats, coords, coords, me, kernel))
+    me1 = torch.randn(3, 4, generator=g, dtype=torch.float64)  # 1x1 conv: (C_in, C_out)
+    conv = SubMConv3d(3, 4, 1).double()
+    conv.weight.data = minkowski_kernel_to_spconv(me1)
+    assert torch.allclose(conv(x).feats, feats @ me1)
+    me_down = torch.randn(8, 3, 5, generator=g, dtype=torch.float64)
+    down = SparseConv3d(3, 5, indice_key="d").double()
+    down.weight.data = minkowski_kernel_to_spconv(me_down)
+    y = down(x)
+    assert torch.allclose(y.feats, me_conv(feats, coords, y.coords, me_down, 2, 1, 2))
+    me_up = torch.randn(8, 5, 2, generator=g, dtype=torch.float64)
+    up = SparseInverseConv3d(5, 2, indice_key="d").double()
+    up.weight.data = minkowski_kernel_to_spconv(me_up)
+    assert torch.allclose(up(y).feats, me_conv(y.feats, y.coords, coords, me_up, 2, transposed=True))
+
+
+def test_state_dict_mapping_and_strict_loading(tmp_path):
+    model = Res16UNet34C()
+    # a MinkowskiEngine-style file: kernels (K, C_in, C_out), norms under .bn, a final layer
+    me = {}
+    for key, value in model.state_dict().items():
+        module, field = key.rsplit(".", 1)
+        if field == "weight" and value.dim() == 5:
+            k = value.shape[1]
+            kernel = value.permute(3, 2, 1, 4, 0).reshape(k ** 3, value.shape[4], value.shape[0])
+            if k == 1:
+                kernel = value.reshape(value.shape[4], value.shape[0])
+            me[f"module.backbone.{module}.kernel"] = kernel
+        else:
+            me[f"module.backbone.{module}.bn.{field}"] = value
+    me["module.backbone.final.kernel"] = torch.zeros(96, 200)
+    converted = minkowski_to_lassm(me, "backbone.")
+    assert set(converted) == {f"backbone.{k}" for k in model.state_dict()}
+    for key, value in model.state_dict().items():
+        assert torch.equal(converted[f"backbone.{key}"], value), key
+    torch.save({"state_dict": me}, tmp_path / "mask3d.pth")
+    fresh = Res16UNet34C()
+    load_minkowski_backbone(fresh, tmp_path / "mask3d.pth")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+    renamed = {k.replace("backbone.", "unet."): v for k, v in me.items()}
+    torch.save({"state_dict": renamed}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="no keys start with 'backbone.'"):
+        load_minkowski_backbone(fresh, tmp_path / "bad.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_minkowski_backbone(fresh, tmp_path / "missing.pth")
