@@ -37,6 +37,7 @@ class KernelPairs:
     in_offsets: torch.Tensor  # (n_in + 1,)
     n_in: int
     n_out: int
+    identity_offset: int = -1  # offset whose pairs are (v, v) for every voxel in order, if any
     cache: dict = field(default_factory=dict)  # derived index arrays, built on first use
 
 
@@ -104,6 +105,7 @@ def build_subm_map(coords: torch.Tensor, spatial_shape, kernel_size: int) -> Sub
     found = table < n
     k, out_idx = torch.nonzero(found, as_tuple=True)  # offset-major already
     pairs = make_pairs(table[found], out_idx, k, kernel_size ** 3, n, n)
+    pairs.identity_offset = kernel_size ** 3 // 2  # the zero offset: each voxel is its own neighbour
     return SubmMap(pairs, kernel_size, tuple(spatial_shape))
 
 

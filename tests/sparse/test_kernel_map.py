@@ -75,3 +75,12 @@ def test_maps_are_deterministic_and_follow_the_voxels_not_their_order():
 def test_even_kernel_is_rejected():
     with pytest.raises(ValueError, match="must be odd"):
         build_subm_map(random_voxels(0), (12, 12, 12), 2)
+
+
+def test_subm_identity_offset_pairs_every_voxel_with_itself_in_order():
+    pairs = build_subm_map(random_voxels(4), (12, 12, 12), 3).pairs
+    start = sum(pairs.counts[:pairs.identity_offset])
+    seg = slice(start, start + pairs.counts[pairs.identity_offset])
+    assert pairs.identity_offset == 13
+    assert torch.equal(pairs.in_idx[seg], torch.arange(pairs.n_in))
+    assert torch.equal(pairs.out_idx[seg], torch.arange(pairs.n_in))
