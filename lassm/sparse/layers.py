@@ -29,6 +29,7 @@ from .tensor import SparseTensor
 
 @contextlib.contextmanager
 def single_thread():
+    """Run with one torch thread: spconv's CPU forward gives wrong, varying results with more."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
