@@ -1,10 +1,21 @@
-"""Benchmarks that print numbers: ``python -m lassm.bench backbone [options]``.
+"""Benchmarks that print numbers: ``python -m lassm.bench {backbone,decoder} [options]``.
 
 ``backbone`` times SpUNet-v2m1 on a batch of ScanNet-sized scenes (the three ~250k-point rooms
 of ``../shared/bench`` when present, else full-size synthetic rooms), voxelized at 2 cm:
 forward in eval mode, and forward + backward in train mode, per sparse backend and precision,
 with peak memory. With spconv installed it also times the same network assembled from plain
 spconv modules, which shows what our layer wrappers cost on top of spconv.
+
+``decoder`` times LaSSM's query decoder (REFERENCE_SPEC 6) on ONE scene of random superpoints
+(F = 32 features, the SpUNet output; C = 18 classes; centroids uniform in an 8 m x 6 m x 3 m
+room): forward in eval mode under no_grad, and forward + backward of a plain scalar (the mean
+of every stage's outputs, no loss) in train mode, for 400 queries over 2k, 8k and 20k
+superpoints, the "-3" (t_layer = 3, three cross-attention layers) and "-0" (t_layer = 0, kNN
+aggregation only) variants, in float32 and under autocast (float16 on CUDA, bfloat16 on CPU),
+with peak memory. It first says which SSD scan (Triton or the PyTorch chunked scan) and
+depthwise conv (causal-conv1d or PyTorch) the Mamba2 mixers use. Name the variants as
+``--variants -3 -0``, ``--variants=-3,-0`` or ``--variants t3 t0`` (argparse takes "-3" as a
+value only while no option looks like a negative number; the "=" and "t" forms never depend on it).
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import numpy as np
 import torch
 
 from .augment import grid_sample_first
-from .config import BackboneConfig, project_root
+from .config import BackboneConfig, DecoderConfig, project_root
 from .sparse import single_thread, spconv_available
 
 BENCH_DIR = "../shared/bench"
@@ -157,26 +168,194 @@ def _format_row(row: dict) -> str:
             f"{row['forward_ms']:11.1f} {row['forward_peak_mb']:12.0f} {train}")
 
 
+# ------------------------------------------------------------------------------- decoder
+
+
+def decoder_inputs(num_superpoints: int, device, in_channels: int = 32, seed: int = 0,
+                   room: tuple[float, float, float] = (8.0, 6.0, 3.0)):
+    """One scene for the decoder: ``[feats (S, F)], [coords (S, 3)], [(min (3,), max (3,))]``.
+
+    Features are standard normal; centroids are uniform in a ScanNet-sized room (metres). Both come
+    from a generator seeded with ``seed`` on ``device``, so a size gives the same scene every run.
+    """
+    if num_superpoints < 1:
+        raise ValueError(f"superpoints: expected a positive count, got {num_superpoints}")
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    feats = torch.randn(num_superpoints, in_channels, generator=gen, device=device)  # (S, F)
+    extent = torch.tensor(room, device=device)
+    coords = torch.rand(num_superpoints, 3, generator=gen, device=device) * extent  # (S, 3) metres
+    return [feats], [coords], [(torch.zeros_like(extent), extent)]
+
+
+def parse_variants(tokens) -> tuple[int, ...]:
+    """Decoder variants as t_layer values: "-3", "3" or "t3" -> 3; tokens may hold commas."""
+    variants = []
+    for token in tokens:
+        for name in str(token).split(","):
+            digits = name.strip().removeprefix("-").removeprefix("t")
+            if not digits.isdigit():
+                raise ValueError(f"variants: expected names like -3, -0, t3 or t0, got {name!r}")
+            variants.append(int(digits))
+    if not variants:
+        raise ValueError("variants: expected at least one variant")
+    return tuple(variants)
+
+
+def decoder_kernels(device, cfg: DecoderConfig | None = None) -> dict[str, str]:
+    """Which SSD scan and causal conv the decoder's Mamba2 mixers run on ``device``."""
+    from .model.ssm import _causal_conv1d, triton_ssd
+
+    cfg = cfg or DecoderConfig()
+    gpu = torch.device(device).type == "cuda" and cfg.use_kernels  # the fast paths need CUDA tensors
+    triton = gpu and triton_ssd() is not None
+    conv = gpu and _causal_conv1d() is not None
+    return {"scan": "triton" if triton else "torch", "causal_conv1d": "yes" if conv else "no"}
+
+
+def _decoder_scalar(out) -> torch.Tensor:
+    """A scalar that touches every output the decoder trains; for timing backward, not a loss."""
+    total = sum(o.float().mean() for o in out.sp_seg)
+    for stage in out.stages:
+        for labels, masks, centres in zip(stage.labels, stage.masks, stage.centres, strict=True):
+            total = total + labels.float().mean() + masks.float().mean() + centres.float().mean()
+    return total
+
+
+def _decoder_steps(model, inputs, amp_dtype: torch.dtype | None = None):
+    """The two timed calls: eval forward under no_grad, and train forward + backward; both under
+    autocast to ``amp_dtype`` when given (a fresh context per call)."""
+    device_type = inputs[0][0].device.type
+
+    def ctx():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=amp_dtype)
+
+    def forward():
+        model.eval()
+        with torch.no_grad(), ctx():
+            return model(*inputs)
+
+    def train_step():
+        model.train()
+        with ctx():
+            out = model(*inputs)
+        _decoder_scalar(out).backward()
+        model.zero_grad(set_to_none=True)
+
+    return forward, train_step
+
+
+def bench_decoder(device: str = "cuda", superpoints=(2000, 8000, 20000), variants=(3, 0),
+                  precisions=("fp32", "amp"), repeat: int = 10, num_query: int = 400,
+                  in_channels: int = 32, num_classes: int = 18, seed: int = 0,
+                  warmup: int = 2) -> list[dict]:
+    """Decoder forward (eval, no_grad) and forward + backward (train) time and peak memory.
+
+    One row per superpoint count, variant (t_layer) and precision; ``queries`` is the actual Q
+    (len(select_idx)): ``num_query`` once floor(alpha S) > num_query, else every superpoint (6.2).
+    """
+    from .model.decoder import LaSSMDecoder
+
+    device = torch.device(device)
+    if repeat < 1:
+        raise ValueError(f"repeat: expected >= 1, got {repeat}")
+    for precision in precisions:
+        if precision not in ("fp32", "amp"):
+            raise ValueError(f"precisions: expected 'fp32' or 'amp', got {precision!r}")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    kernels = decoder_kernels(device)
+    rows = []
+    for t_layer in variants:
+        cfg = DecoderConfig(t_layer=t_layer, num_query=num_query)
+        with torch.random.fork_rng(devices=[]):  # same weights every run, global RNG untouched
+            torch.manual_seed(seed)
+            model = LaSSMDecoder(cfg, in_channels, num_classes).to(device)
+        for num_sp in superpoints:
+            feats, coords, ranges = decoder_inputs(num_sp, device, in_channels, seed)
+            for precision in precisions:
+                forward, train_step = _decoder_steps(model, (feats, coords, ranges),
+                                                     amp_dtype if precision == "amp" else None)
+                row = {"variant": f"-{t_layer}", "t_layer": t_layer, "superpoints": num_sp,
+                       "queries": len(forward().select_idx[0]), "precision": precision,
+                       "device": str(device), **kernels}
+                row["forward_ms"], row["forward_peak_mb"] = time_call(forward, device, repeat, warmup)
+                row["train_ms"], row["train_peak_mb"] = time_call(train_step, device, repeat, warmup)
+                rows.append(row)
+                print(_format_decoder_row(row), flush=True)
+    return rows
+
+
+DECODER_HEADER = (f"{'variant':7} {'superpoints':>11} {'queries':>7} {'precision':9} {'forward ms':>11} "
+                  f"{'fwd peak MB':>12} {'fwd+bwd ms':>11} {'train peak MB':>14}")
+
+
+def _format_decoder_row(row: dict) -> str:
+    return (f"{row['variant']:7} {row['superpoints']:11d} {row['queries']:7d} {row['precision']:9} "
+            f"{row['forward_ms']:11.1f} {row['forward_peak_mb']:12.0f} "
+            f"{row['train_ms']:11.1f} {row['train_peak_mb']:14.0f}")
+
+
+# ------------------------------------------------------------------------------- command line
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lassm.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     p = sub.add_parser("backbone", help="SpUNet-v2m1 forward and forward+backward time and memory")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device)
     p.add_argument("--backends", nargs="+", default=["torch", "spconv"], choices=["torch", "spconv"])
     p.add_argument("--precisions", nargs="+", default=["fp32", "amp"], choices=["fp32", "amp"])
     p.add_argument("--repeat", type=int, default=10, help="timed runs per measurement (median)")
     p.add_argument("--scenes", type=int, default=3, help="scenes in the batch")
     p.add_argument("--bench-dir", default=None, help=f"folder of perf_*.npz scenes (default {BENCH_DIR})")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+    d = sub.add_parser("decoder", help="LaSSM decoder forward and forward+backward time and memory")
+    d.add_argument("--device", default=default_device)
+    d.add_argument("--superpoints", nargs="+", type=int, default=[2000, 8000, 20000],
+                   help="superpoints of the one scene, one row each")
+    d.add_argument("--variants", nargs="+", default=["-3", "-0"],
+                   help="decoder variants by t_layer (-3: three cross-attention layers, -0: none): "
+                        "--variants=-3,-0, --variants -3 -0, --variants t3 t0 or --variants 3 0")
+    d.add_argument("--precisions", nargs="+", default=["fp32", "amp"], choices=["fp32", "amp"])
+    d.add_argument("--repeat", type=int, default=10, help="timed runs per measurement (median)")
+    d.add_argument("--queries", type=int, default=400, help="num_query of the decoder")
+    d.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.scenes < 1:
-        parser.error("--repeat and --scenes must be >= 1")
-    scenes = load_bench_scenes(args.bench_dir, args.scenes)
-    print(f"SpUNet-v2m1 (32 ch), {len(scenes)} scenes, device {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(HEADER)
-    rows = bench_backbone(args.device, args.backends, args.precisions, args.repeat, scenes)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+
+    if args.what == "backbone":
+        if args.scenes < 1:
+            parser.error("--scenes must be >= 1")
+        scenes = load_bench_scenes(args.bench_dir, args.scenes)
+        print(f"SpUNet-v2m1 (32 ch), {len(scenes)} scenes, device {args.device}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(HEADER)
+        rows = bench_backbone(args.device, args.backends, args.precisions, args.repeat, scenes)
+    else:
+        try:
+            variants = parse_variants(args.variants)
+            for t_layer in variants:
+                DecoderConfig(t_layer=t_layer, num_query=args.queries)  # checks the ranges
+        except ValueError as err:
+            parser.error(str(err))
+        if min(args.superpoints) < 1:
+            parser.error("--superpoints must be >= 1")
+        kernels = decoder_kernels(args.device)
+        print(f"LaSSM decoder (d_model {DecoderConfig.d_model}, {DecoderConfig.num_layers} layers, "
+              f"{args.queries} queries), 1 scene, F = 32, C = 18, device {args.device}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        scan = ("Triton mamba_chunk_scan_combined" if kernels["scan"] == "triton"
+                else "PyTorch chunked scan (ssd_chunked)")
+        print(f"SSD scan: {scan}; causal-conv1d: {kernels['causal_conv1d']}")
+        print(DECODER_HEADER)
+        rows = bench_decoder(args.device, args.superpoints, variants, args.precisions, args.repeat,
+                             args.queries)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -48,8 +48,109 @@ class BackboneConfig:
 
 
 @dataclass
+class DecoderConfig:
+    """LaSSM's query decoder (REFERENCE_SPEC 6). Defaults are the released ScanNet "-3" decoder."""
+
+    d_model: int = 256  # query width D
+    num_layers: int = 6  # decoder layers; with the initial head, num_layers + 1 prediction stages
+    t_layer: int = 3  # the first t_layer layers use masked cross-attention ("-3"); 0 = none ("-0")
+    num_query: int = 400  # queries after FPS (a scene with floor(alpha S) <= num_query uses all S)
+    alpha: float = 0.8  # fraction of superpoints, most confident first, that FPS samples from
+    k: int = 8  # neighbours of each query in local aggregation
+    order: tuple[str, ...] = ("hilbert", "hilbert-trans")  # serialization paths of the SSM block
+    ssm_layers: int = 1  # Mamba2 mixers per SSM block (the reference's num_blocks entry)
+    ffn_hidden: int = 1024  # FFN hidden width
+    heads: int = 8  # cross-attention heads
+    d_state: int = 64  # Mamba2 state size N
+    head_dim: int = 64  # Mamba2 head dim P (heads = 2 d_model / head_dim)
+    attn_mask: bool = True  # cross-attention only to superpoints the previous head predicts
+    serialization_grid: float = 1.0  # metres per serialization cell; 1.0 = the reference (spec 11.1.1)
+    # spec 11.1.1: the reference sorts curve codes with torch's default argsort, whose order of tied
+    # codes is implementation-defined (differs CPU vs GPU); we sort stably. False = reference.
+    stable_order: bool = True
+    # spec 11.1.9: the reference normalises predicted centres by the superpoint-centroid range (+1e-6)
+    # but ground truth by the point range. "points" normalises both by the point range (default);
+    # "superpoints" reproduces the reference.
+    centre_range: str = "points"
+    use_kernels: bool = True  # Triton SSD scan / causal-conv1d when importable on a GPU
+
+    def __post_init__(self):
+        if not 0 <= self.t_layer <= self.num_layers:
+            raise ValueError(f"decoder.t_layer: expected 0..{self.num_layers}, got {self.t_layer}")
+        if self.centre_range not in ("points", "superpoints"):
+            raise ValueError(f"decoder.centre_range: expected 'points' or 'superpoints', "
+                             f"got {self.centre_range!r}")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"decoder.alpha: expected a fraction in (0, 1], got {self.alpha}")
+        for name in ("num_query", "k", "d_model", "num_layers", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"decoder.{name}: expected a positive integer, got {getattr(self, name)}")
+        if (2 * self.d_model) % self.head_dim or self.d_model % self.heads:
+            raise ValueError(f"decoder.d_model: {self.d_model} must be divisible by heads ({self.heads}) "
+                             f"and 2 d_model by head_dim ({self.head_dim})")
+
+
+@dataclass
+class CriterionConfig:
+    """Matching costs and loss weights (REFERENCE_SPEC 7); defaults are every released config's."""
+
+    cost_class: float = 0.5  # matcher: -softmax probability of the GT class
+    cost_bce: float = 1.0  # matcher: mean mask BCE
+    cost_dice: float = 1.0  # matcher: mask Dice
+    cost_bbox: float = 1.0  # matcher: L1 between normalised centres
+    weight_class: float = 0.5  # loss weights: classification CE
+    weight_bce: float = 1.0  # mask BCE
+    weight_dice: float = 1.0  # mask Dice
+    weight_bbox: float = 1.0  # centre L1
+    weight_sp: float = 0.2  # superpoint semantic CE
+    no_object_weight: float = 0.1  # CE weight of the background class
+    iter_matcher: bool = True  # re-match every auxiliary stage with its own predictions
+    fix_mean_loss: bool = True  # BCE/Dice averaged over scenes with ground truth
+    # spec 11.1.2: the reference forgets to divide the FINAL stage's Dice by the per-GPU batch size B,
+    # weighting it B times (x3 in the released runs). True reproduces that; default: mean, like aux.
+    final_dice_times_batch: bool = False
+    # spec 11.1.3: a superpoint without a >50% label is trained as class 0 by the reference (argmax of
+    # an all-False column). True reproduces that; default: such superpoints are ignored.
+    sp_unlabelled_as_class0: bool = False
+
+
+@dataclass
+class PostprocessConfig:
+    """Turning the last stage into scored point masks (REFERENCE_SPEC 5.3, 8)."""
+
+    topk_insts: int = 200  # (query, class) pairs kept before NMS (clipped to Q x C)
+    score_thr: float = 0.0  # keep instances with score strictly above
+    npoint_thr: int = 100  # keep instances with strictly more points
+    sp_score_thr: float = 0.4  # a point is in a mask when its superpoint's probability exceeds this
+    nms: bool = True  # matrix NMS (linear kernel) on the soft superpoint masks
+    nms_kernel: str = "linear"  # "linear" or "gaussian"
+    nms_sigma: float = 2.0  # gaussian kernel only
+    # spec 11.2.6: matrix NMS divides by (1 - compensation), zero for two identical masks; we clamp it
+    # at this epsilon. 0.0 reproduces the reference's division.
+    nms_eps: float = 1e-6
+
+
+@dataclass
 class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    criterion: CriterionConfig = field(default_factory=CriterionConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    num_classes: int = 18  # instance classes C (the heads predict C + 1 with background last)
+    stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are background, not instances
+
+
+def reference_behaviour(cfg: ModelConfig) -> ModelConfig:
+    """Switch every "bug we do not copy" flag to the reference's behaviour (docs/reference_decisions.md).
+
+    Used to compare against the authors' outputs; returns the same (modified) config.
+    """
+    cfg.decoder.stable_order = False
+    cfg.decoder.centre_range = "superpoints"
+    cfg.criterion.final_dice_times_batch = True
+    cfg.criterion.sp_unlabelled_as_class0 = True
+    cfg.postprocess.nms_eps = 0.0
+    return cfg
 
 
 @dataclass
@@ -62,52 +163,86 @@ class Config:
         return asdict(self)
 
 
-def synthetic(root: str = "data/synthetic") -> Config:
-    """Built-in procedural rooms in ScanNet's format, ScanNet v2's 20 classes."""
-    return Config(DataConfig(name="synthetic", raw_root="data/synthetic_raw", root=root))
+VARIANTS = ("-3", "-0")  # released decoders: 3 cross-attention layers + 3 local-aggregation layers, or 6
 
 
-def scannet(root: str = "data/scannet") -> Config:
-    return Config(DataConfig(name="scannet", raw_root="data/scannet_raw", root=root))
+def _decoder(variant: str, **overrides) -> DecoderConfig:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    return DecoderConfig(t_layer=int(variant[1:]), **overrides)
 
 
-def scannet200(root: str = "data/scannet") -> Config:
-    # Same processed folder as ScanNet v2; wall (0) and floor (2) are stuff. The reference
-    # swaps raw chair (1) and floor (2) at load time (REFERENCE_SPEC 2.2); the loader does that.
-    # Mask3D's Res16UNet34C on colour only (spec 4.2)
-    return Config(DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root,
-                             segment_key="segment200", class_names=labels.CLASS_LABELS_200,
-                             stuff_classes=(0, 2)),
-                  ModelConfig(BackboneConfig(name="res16unet34c", in_channels=3)))
+def _model(data: DataConfig, backbone: BackboneConfig, decoder: DecoderConfig, topk: int) -> ModelConfig:
+    """Class count and stuff classes follow the data, so the heads always match the label space."""
+    return ModelConfig(backbone=backbone, decoder=decoder, postprocess=PostprocessConfig(topk_insts=topk),
+                       num_classes=len(data.instance_class_names), stuff_classes=data.stuff_classes)
 
 
-def scannetpp(root: str = "data/scannetpp") -> Config:
+def synthetic(root: str = "data/synthetic", variant: str = "-3") -> Config:
+    """Built-in procedural rooms in ScanNet's format, ScanNet v2's 20 classes.
+
+    A small model for a laptop CPU: the golden data's 16-channel SpUNet and a 128-wide decoder with
+    100 queries (rooms have a few hundred superpoints, so most queries are all superpoints).
+    """
+    data = DataConfig(name="synthetic", raw_root="data/synthetic_raw", root=root)
+    backbone = BackboneConfig(base_channels=16, planes=(16, 32, 48, 64, 80))
+    return Config(data, _model(data, backbone, _decoder(variant, d_model=128, ffn_hidden=512, num_query=100),
+                               topk=100))
+
+
+def scannet(root: str = "data/scannet", variant: str = "-3") -> Config:
+    """ScanNet v2, released configs insseg-lassm-spunet-v2-3 / -0 (spec 10.2)."""
+    data = DataConfig(name="scannet", raw_root="data/scannet_raw", root=root)
+    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=200))
+
+
+def scannet200(root: str = "data/scannet", variant: str = "-3") -> Config:
+    """ScanNet200 with Mask3D's Res16UNet34C on colour only (spec 4.2, 10.2)."""
+    # Same processed folder as ScanNet v2; wall (0) and floor (2) are stuff. The reference swaps raw
+    # chair (1) and floor (2) at load time and then drops the prefix (0, 1) (REFERENCE_SPEC 2.2-2.3);
+    # mapping the non-stuff classes to 0..C-1 in order gives the same train labels without the swap.
+    data = DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root, segment_key="segment200",
+                      class_names=labels.CLASS_LABELS_200, stuff_classes=(0, 2))
+    return Config(data, _model(data, BackboneConfig(name="res16unet34c", in_channels=3), _decoder(variant),
+                               topk=600))
+
+
+def scannetpp(root: str = "data/scannetpp", variant: str = "-3", scratch: bool = False) -> Config:
+    """ScanNet++ v2: -3 / -0 fine-tune the ScanNet model; scratch=True is the -3-sc / -0-sc configs."""
     stuff = tuple(i for i in range(len(labels.CLASS_LABELS_PP)) if i not in labels.INSTANCE_CLASS_IDS_PP)
-    return Config(DataConfig(name="scannetpp", raw_root="data/scannetpp_raw", root=root,
-                             train_split="train_grid1mm_chunk6x6_stride3x3", segment_key="segment",
-                             class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff))
+    data = DataConfig(name="scannetpp", raw_root="data/scannetpp_raw", root=root,
+                      train_split="train_grid1mm_chunk6x6_stride3x3", segment_key="segment",
+                      class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff)
+    # The -sc configs differ only in training (no initial weights, 800 epochs, lr 1e-4; issue 5).
+    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=300))
 
 
-def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: str = "object") -> Config:
+def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: str = "object",
+         variant: str = "-3") -> Config:
     """mOSD tabletop scans: the table is stuff; instances are whole objects or object parts.
 
     view: "object" (the original OSD objects) or "part" (mOSD's disjoint parts); both are
     stored in every processed scene, as ``instance_object`` and ``instance_part``.
+    A small model like synthetic(): tabletop scenes hold a few to a few dozen objects.
     """
     if view not in ("object", "part"):
         raise ValueError(f"view: expected 'object' or 'part', got {view!r}")
-    return Config(DataConfig(name="mosd", raw_root=raw_root, root=root, segment_key="segment",
-                             class_names=labels.CLASS_LABELS_MOSD, stuff_classes=(0,),
-                             instance_key=f"instance_{view}"))
+    data = DataConfig(name="mosd", raw_root=raw_root, root=root, segment_key="segment",
+                      class_names=labels.CLASS_LABELS_MOSD, stuff_classes=(0,),
+                      instance_key=f"instance_{view}")
+    backbone = BackboneConfig(base_channels=16, planes=(16, 32, 48, 64, 80))
+    return Config(data, _model(data, backbone, _decoder(variant, d_model=128, ffn_hidden=512, num_query=100),
+                               topk=50))
 
 
 PRESETS = {f.__name__: f for f in (synthetic, scannet, scannet200, scannetpp, mosd)}
 
 
-def preset(name: str) -> Config:
+def preset(name: str, **kwargs) -> Config:
+    """A named preset; keyword arguments go to its function (e.g. ``variant="-0"``)."""
     if name not in PRESETS:
         raise ValueError(f"preset: unknown name {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+    return PRESETS[name](**kwargs)
 
 
 def project_root(start: str | Path | None = None) -> Path:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
+import torch
 
 from lassm import bench
 from lassm.data.synthetic import generate_room
@@ -24,3 +28,53 @@ def test_voxel_batch_packs_scenes_with_offsets():
     batch = bench.voxel_batch(scenes, "cpu")
     assert batch["feat"].shape[1] == 6 and batch["offset"].tolist()[-1] == len(batch["grid_coord"])
     assert (batch["feat"][:, :3] == -1).all()  # black -> -1 after the [-1, 1] colour scaling
+
+
+def _expected_queries(num_superpoints: int, num_query: int, alpha: float = 0.8) -> int:
+    """Spec 6.2 by hand: FPS to num_query once floor(alpha S) > num_query, else every superpoint."""
+    return num_query if int(alpha * num_superpoints) > num_query else num_superpoints
+
+
+def test_decoder_benchmark_rows_queries_and_table(capsys):
+    rows = bench.bench_decoder("cpu", superpoints=(600, 60), variants=(3, 0), precisions=("fp32",),
+                               repeat=1, num_query=50, warmup=1)
+    printed = capsys.readouterr().out
+    order = [(r["variant"], r["superpoints"]) for r in rows]
+    assert order == [("-3", 600), ("-3", 60), ("-0", 600), ("-0", 60)]
+    for row in rows:
+        assert row["queries"] == _expected_queries(row["superpoints"], 50)
+        assert row["forward_ms"] > 0 and row["train_ms"] > 0 and row["scan"] == "torch"
+        assert bench._format_decoder_row(row) in printed
+    assert {r["queries"] for r in rows} == {50, 60}
+
+
+def test_decoder_command_line_writes_json(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    bench.main(["decoder", "--device", "cpu", "--superpoints", "60", "--queries", "50", "--variants=-0",
+                "--precisions", "amp", "--repeat", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "SSD scan: PyTorch chunked scan" in printed and "causal-conv1d: no" in printed
+    assert bench.DECODER_HEADER in printed
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and rows[0]["variant"] == "-0" and rows[0]["precision"] == "amp"
+    assert rows[0]["queries"] == 60
+
+
+def test_parse_variants_accepts_every_spelling():
+    assert bench.parse_variants(["-3,-0"]) == (3, 0)
+    assert bench.parse_variants(["-3", "-0"]) == (3, 0)
+    assert bench.parse_variants(["t3", "t0", "6"]) == (3, 0, 6)
+    for bad in (["x3"], ["--3"], [""]):
+        with pytest.raises(ValueError, match="variants"):
+            bench.parse_variants(bad)
+
+
+def test_decoder_inputs_are_seeded_and_inside_the_room():
+    feats, coords, ranges = bench.decoder_inputs(500, "cpu", in_channels=32, seed=3)
+    again = bench.decoder_inputs(500, "cpu", in_channels=32, seed=3)
+    assert feats[0].shape == (500, 32) and coords[0].shape == (500, 3)
+    assert torch.equal(feats[0], again[0][0]) and torch.equal(coords[0], again[1][0])
+    lo, hi = ranges[0]
+    assert (coords[0] >= lo).all() and (coords[0] <= hi).all() and hi.tolist() == [8.0, 6.0, 3.0]
+    with pytest.raises(ValueError, match="superpoints"):
+        bench.decoder_inputs(0, "cpu")

@@ -10,8 +10,12 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .io import DataError
+
+if TYPE_CHECKING:  # lassm.data stays importable without loading torch (preprocessing workers)
+    import torch
 
 CLASS_LABELS_20 = (
     'wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
@@ -126,3 +130,46 @@ def read_label_tsv(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
                 raise DataError(f"{path}, line {line}: non-integer id or nyu40id ({err})") from err
             table[row["raw_category"]] = (index20.get(nyu40, -1), index200.get(cid, -1))
     return table
+
+
+# --- Training targets (REFERENCE_SPEC 2.3) -------------------------------------------------------------
+
+
+def train_labels(segment: torch.Tensor, num_classes_total: int, stuff_classes: tuple[int, ...]
+                 ) -> torch.Tensor:
+    """Raw semantic labels (N,) -> train labels (N,) int64: thing classes 0..C-1, stuff and -1 -> -1.
+
+    A thing class gets its rank among the non-stuff classes in ascending order. With stuff (0, 1)
+    this is the reference's ``shift`` of spec 2.3; with ScanNet200's stuff (0, 2) it equals the
+    reference's chair/floor swap followed by the same shift.
+    """
+    import torch
+    if segment.dtype.is_floating_point or segment.dtype == torch.bool:
+        raise ValueError(f"segment: expected an integer tensor, got {segment.dtype}")
+    if any(not 0 <= s < num_classes_total for s in stuff_classes):
+        raise ValueError(f"stuff_classes: expected values in 0..{num_classes_total - 1}, got {stuff_classes}")
+    segment = segment.long()
+    if segment.numel() and (segment.min() < -1 or segment.max() >= num_classes_total):
+        raise ValueError(f"segment: expected labels in -1..{num_classes_total - 1}, got values in "
+                         f"{int(segment.min())}..{int(segment.max())}")
+    # Lookup table indexed by raw label + 1 (slot 0 is the unlabelled -1).
+    table = torch.full((num_classes_total + 1,), -1, dtype=torch.long, device=segment.device)
+    things = [c for c in range(num_classes_total) if c not in set(stuff_classes)]
+    table[torch.tensor(things, dtype=torch.long, device=segment.device) + 1] = torch.arange(
+        len(things), device=segment.device)
+    return table[segment + 1]
+
+
+def compact_instances(instance: torch.Tensor, train_label: torch.Tensor) -> torch.Tensor:
+    """Instance ids (N,) -> 0..G-1 over points with a train label, -1 elsewhere (spec 2.3), int64."""
+    import torch
+    if instance.shape != train_label.shape:
+        raise ValueError(f"instance: expected the shape of train_label {tuple(train_label.shape)}, "
+                         f"got {tuple(instance.shape)}")
+    instance = instance.long()
+    # Deliberately differs from the reference: a labelled point with instance -1 stays -1 (not id 0).
+    keep = (train_label != -1) & (instance != -1)
+    out = torch.full_like(instance, -1)
+    _, rank = torch.unique(instance[keep], sorted=True, return_inverse=True)
+    out[keep] = rank
+    return out

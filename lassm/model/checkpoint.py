@@ -26,6 +26,7 @@ MinkowskiEngine matrix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -93,3 +94,71 @@ def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: st
         raise ValueError(f"{path}: does not match {type(model).__name__}: missing {missing[:5]}"
                          f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
 
+
+
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DDP, Lightning-style wrappers, torch.compile
+
+
+class LoadReport(NamedTuple):
+    missing: list[str]  # model parameters the checkpoint did not provide
+    unexpected: list[str]  # checkpoint entries the model has no place for
+    skipped: list[str]  # entries dropped on purpose (skip_keys)
+
+
+def _state_dict_of(blob, source: str) -> dict:
+    """The state_dict inside a checkpoint: its ``model``/``state_dict``/``net`` entry or the dict itself."""
+    if isinstance(blob, dict):
+        for key in ("state_dict", "model", "net"):
+            if isinstance(blob.get(key), dict):
+                return blob[key]
+        if all(isinstance(v, torch.Tensor) for v in blob.values()):
+            return blob
+    raise ValueError(f"{source}: expected a state_dict or a dict holding one under 'state_dict', "
+                     f"'model' or 'net'")
+
+
+def strip_prefixes(state_dict: dict, prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> dict:
+    """Remove wrapper prefixes (repeatedly: ``module._orig_mod.x`` -> ``x``) from every key."""
+    out = {}
+    for key, value in state_dict.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for p in prefixes:
+                if key.startswith(p):
+                    key, stripped = key[len(p):], True
+        out[key] = value
+    return out
+
+
+def load_lassm_checkpoint(model: torch.nn.Module, source, skip_keys: tuple[str, ...] = (),
+                          strict: bool = False) -> LoadReport:
+    """Load a Pointcept-format LaSSM checkpoint (the authors' released ``model_best.pth``) or ours.
+
+    source: a path, or an already loaded checkpoint / state_dict. Wrapper prefixes (``module.``
+    from DDP and the like) are stripped; entries whose key contains any of ``skip_keys`` are
+    dropped (the reference's ScanNet++ loader skips ``sp_seg_head.2`` and ``out_cls.2``, the only
+    class-count-dependent layers, spec 10.2). Shapes must match. Returns what was missing and
+    unexpected; ``strict=True`` turns either into an error instead.
+    """
+    name = str(source) if isinstance(source, (str, Path)) else "checkpoint"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        source = torch.load(path, map_location="cpu", weights_only=False)
+    state = strip_prefixes(_state_dict_of(source, name))
+    skipped = sorted(k for k in state if any(s in k for s in skip_keys))
+    state = {k: v for k, v in state.items() if k not in set(skipped)}
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{name}: shapes differ from the model's for {len(wrong)} entries: {wrong[:4]}"
+                         f"{' ...' if len(wrong) > 4 else ''} (a different class count? skip those keys)")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    report = LoadReport(sorted(missing), sorted(unexpected), skipped)
+    if strict and (report.missing or report.unexpected):
+        raise ValueError(f"{name}: does not match {type(model).__name__}: missing {report.missing[:5]}, "
+                         f"unexpected {report.unexpected[:5]}")
+    return report

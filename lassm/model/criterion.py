@@ -1,0 +1,220 @@
+"""LaSSM's training targets, Hungarian matcher and loss (REFERENCE_SPEC 5.2, 7).
+
+Per scene, :func:`build_targets` turns point labels into superpoint-level targets; per stage,
+:func:`hungarian_match` pairs queries with ground-truth instances and :func:`stage_loss` scores
+them; :func:`criterion` adds the stages and the superpoint semantic loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from ..config import CriterionConfig
+from ..data.labels import compact_instances, train_labels
+from .decoder import Stage
+
+IGNORE = -100  # superpoint semantic target that cross-entropy ignores
+
+
+@dataclass
+class InstanceTargets:
+    """Training targets of one scene at superpoint level (spec 5.2)."""
+
+    labels: torch.Tensor  # (G,) int64 train labels 0..C-1
+    masks: torch.Tensor  # (G, S) bool superpoint masks
+    centres: torch.Tensor  # (G, 3) float32 box centres, normalised by the scene's point range
+    sp_labels: torch.Tensor  # (S,) int64 superpoint semantic target, C = background, IGNORE = none
+
+
+def _count(index: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each value 0..size-1 occurs in index (int64), via index_add_."""
+    return torch.zeros(size, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index))
+
+
+def build_targets(instance: torch.Tensor, segment: torch.Tensor, coord: torch.Tensor,
+                  superpoint: torch.Tensor, num_superpoints: int, num_classes: int,
+                  stuff_classes: tuple[int, ...], num_classes_total: int,
+                  sp_unlabelled_as_class0: bool = False) -> InstanceTargets:
+    """Targets of ONE scene from its raw per-point labels (spec 5.2, 7.4).
+
+    instance, segment: (N_pt,) raw ids / semantic labels (-1 = none); coord: (N_pt, 3) point
+    coordinates; superpoint: (N_pt,) compact superpoint ids 0..num_superpoints-1.
+    """
+    n_pt, num_sp = segment.shape[0], num_superpoints
+    if instance.shape != (n_pt,) or superpoint.shape != (n_pt,):
+        raise ValueError(f"instance, superpoint: expected shape ({n_pt},) like segment, got "
+                         f"{tuple(instance.shape)} and {tuple(superpoint.shape)}")
+    if coord.shape != (n_pt, 3):
+        raise ValueError(f"coord: expected shape ({n_pt}, 3), got {tuple(coord.shape)}")
+    if n_pt == 0:
+        raise ValueError("segment: expected a scene with at least one point, got 0")
+    superpoint = superpoint.long()
+    if superpoint.min() < 0 or superpoint.max() >= num_sp:
+        raise ValueError(f"superpoint: expected compact ids in 0..{num_sp - 1}, got "
+                         f"{int(superpoint.min())}..{int(superpoint.max())}")
+    num_things = num_classes_total - len(set(stuff_classes))
+    if num_classes != num_things:
+        raise ValueError(f"num_classes: expected {num_things} (num_classes_total {num_classes_total} minus "
+                         f"{len(set(stuff_classes))} stuff classes), got {num_classes}")
+    device = segment.device
+    label = train_labels(segment, num_classes_total, stuff_classes)  # (N_pt,) -1 = background
+    # The instance list is the compacted ids 0..G-1; the reference's "drop the first unique id" is not copied.
+    inst = compact_instances(instance, label)  # (N_pt,) -1 = none
+    num_inst = int(inst.max()) + 1 if (inst >= 0).any() else 0
+    sp_size = _count(superpoint, num_sp)  # (S,) points per superpoint (all points, ignored ones included)
+
+    # Instance masks: an instance covers strictly more than half of the superpoint's points.
+    valid = inst >= 0
+    inst_v, sp_v = inst[valid], superpoint[valid]
+    cover = _count(inst_v * num_sp + sp_v, num_inst * num_sp).view(num_inst, num_sp)  # (G, S)
+    masks = 2 * cover > sp_size  # (G, S); integer form of cover / size > 0.5
+
+    # GT label = train label of the instance's lowest-index point.
+    point_idx = torch.arange(n_pt, device=device)[valid]
+    first = torch.full((num_inst,), n_pt, dtype=torch.long, device=device).scatter_reduce(
+        0, inst_v, point_idx, reduce="amin")
+    labels = label[first]  # (G,)
+
+    # Centres: middle of each instance's axis-aligned box, normalised by the scene's point range.
+    coord = coord.float()
+    pts = coord[valid]  # (N_valid, 3)
+    index3 = inst_v[:, None].expand(-1, 3)
+    hi_inst = torch.full((num_inst, 3), -torch.inf, device=device).scatter_reduce(0, index3, pts, "amax")
+    lo_inst = torch.full((num_inst, 3), torch.inf, device=device).scatter_reduce(0, index3, pts, "amin")
+    lo, hi = coord.min(0).values, coord.max(0).values  # (3,)
+    # The reference has no epsilon; the clamp only guards a flat scene axis.
+    centres = ((hi_inst + lo_inst) / 2 - lo) / (hi - lo).clamp_min(1e-12)  # (G, 3)
+
+    # Superpoint semantic target (spec 7.4): the label held by > 50% of the superpoint's points.
+    sem = torch.where(label < 0, num_classes, label)  # (N_pt,) background = C
+    width = num_classes + 1
+    votes = _count(superpoint * width + sem, num_sp * width).view(num_sp, width)  # (S, C+1)
+    majority = 2 * votes > sp_size[:, None]  # (S, C+1), at most one True per row
+    unlabelled = 0 if sp_unlabelled_as_class0 else IGNORE  # 0 = the reference's argmax pitfall (11.1.3)
+    sp_labels = torch.where(majority.any(1), majority.long().argmax(1), unlabelled)  # (S,)
+    return InstanceTargets(labels=labels, masks=masks, centres=centres, sp_labels=sp_labels)
+
+
+def _mask_costs(mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairwise mean BCE and Dice costs (Q, G) between mask logits (Q, S) and masks (G, S), in float32."""
+    m, t = mask_logits.float(), gt_masks.float()
+    bce = (F.softplus(-m) @ t.T + F.softplus(m) @ (1 - t).T) / m.shape[1]  # (Q, G)
+    sig = m.sigmoid()
+    dice = 1 - (2 * sig @ t.T + 1) / (sig.sum(1)[:, None] + t.sum(1)[None, :] + 1)  # (Q, G)
+    return bce, dice
+
+
+@torch.no_grad()
+def hungarian_match(logits: torch.Tensor, masks: torch.Tensor, centres: torch.Tensor,
+                    targets: InstanceTargets, cfg: CriterionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimal one-to-one query/GT pairs of one scene (spec 7.1): (query_idx, gt_idx), int64, by query.
+
+    logits (Q, C+1), masks (Q, S) logits, centres (Q, 3) normalised.
+    """
+    device = logits.device
+    if targets.labels.numel() == 0:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return empty, empty.clone()
+    cost_class = -logits.float().softmax(-1)[:, targets.labels]  # (Q, G)
+    cost_bce, cost_dice = _mask_costs(masks, targets.masks)
+    cost_bbox = torch.cdist(centres.float(), targets.centres.float(), p=1)  # (Q, G)
+    cost = (cfg.cost_class * cost_class + cfg.cost_bce * cost_bce + cfg.cost_dice * cost_dice
+            + cfg.cost_bbox * cost_bbox)
+    if not torch.isfinite(cost).all():
+        raise ValueError("hungarian_match: the cost matrix is not finite; the predictions (logits, masks or "
+                         "centres) hold NaN or infinite values")
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    return (torch.as_tensor(rows, dtype=torch.long, device=device),
+            torch.as_tensor(cols, dtype=torch.long, device=device))
+
+
+def _class_weight(num_logits: int, cfg: CriterionConfig, device: torch.device) -> torch.Tensor:
+    """[1] * C + [no_object_weight]: background is the last logit (spec 7)."""
+    weight = torch.ones(num_logits, device=device)
+    weight[-1] = cfg.no_object_weight
+    return weight
+
+
+def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfig, final: bool,
+               indices: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+               ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Loss of one prediction stage over the B scenes (spec 7.2): components and the matches used.
+
+    Components: cls, bce, dice, box and their weighted sum ``loss``. ``indices`` (one
+    (query_idx, gt_idx) pair per scene) skips matching, e.g. to reuse the final stage's.
+    """
+    num_scenes = len(targets)
+    if not (len(stage.labels) == len(stage.masks) == len(stage.centres) == num_scenes):
+        raise ValueError(f"stage: expected {num_scenes} scenes like targets, got {len(stage.labels)} labels, "
+                         f"{len(stage.masks)} masks and {len(stage.centres)} centres")
+    if indices is None:
+        indices = [hungarian_match(lg, m, c, t, cfg) for lg, m, c, t in
+                   zip(stage.labels, stage.masks, stage.centres, targets, strict=True)]
+    cls_terms, bce_terms, dice_terms, box_terms = [], [], [], []
+    scenes = zip(stage.labels, stage.masks, stage.centres, targets, indices, strict=True)
+    for logits, masks, centres, tgt, (q, g) in scenes:
+        logits = logits.float()
+        num_classes = logits.shape[1] - 1
+        target = torch.full((logits.shape[0],), num_classes, dtype=torch.long, device=logits.device)  # (Q,)
+        target[q] = tgt.labels[g]
+        weight = _class_weight(num_classes + 1, cfg, logits.device)
+        cls_terms.append(F.cross_entropy(logits, target, weight=weight))
+        if q.numel() == 0:  # scene without ground truth: only the classification term
+            continue
+        m, t = masks[q].float(), tgt.masks[g].float()  # (K, S)
+        bce_terms.append(F.binary_cross_entropy_with_logits(m, t))
+        sig = m.sigmoid()
+        dice_terms.append((1 - (2 * (sig * t).sum(1) + 1) / (sig.sum(1) + t.sum(1) + 1)).mean())
+        box_terms.append((centres[q].float() - tgt.centres[g].float()).abs().sum(1).mean())
+
+    cls = torch.stack(cls_terms).mean()
+    n = len(bce_terms)
+    if n == 0:
+        # Zero that still reaches the predictions, so backward works on a batch without ground truth.
+        zero = sum(p.float().sum() * 0.0 for p in (*stage.masks, *stage.centres))
+        bce = dice = box = zero
+    else:
+        denom = n if cfg.fix_mean_loss else num_scenes
+        bce = torch.stack(bce_terms).sum() / denom
+        dice = torch.stack(dice_terms).sum() / denom
+        if final and cfg.final_dice_times_batch:
+            dice = dice * num_scenes  # the reference's missing division by B (spec 7.2, 11.1.2)
+        box = torch.stack(box_terms).sum() / num_scenes  # not renormalised by n, as the reference
+    loss = cfg.weight_class * cls + cfg.weight_bce * bce + cfg.weight_dice * dice + cfg.weight_bbox * box
+    return {"cls": cls, "bce": bce, "dice": dice, "box": box, "loss": loss}, indices
+
+
+def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[InstanceTargets],
+              cfg: CriterionConfig) -> dict[str, torch.Tensor]:
+    """Total training loss (spec 7.2-7.4): final stage + auxiliary stages + weight_sp x superpoint CE.
+
+    stages: decoder stages, the last one final; sp_seg: per scene (S_b, C+1) superpoint logits.
+    """
+    if not stages:
+        raise ValueError("stages: expected at least one decoder stage, got none")
+    if len(sp_seg) != len(targets):
+        raise ValueError(f"sp_seg: expected {len(targets)} scenes like targets, got {len(sp_seg)}")
+    final, final_idx = stage_loss(stages[-1], targets, cfg, final=True)
+    total = final["loss"]
+    for stage in stages[:-1]:
+        aux, _ = stage_loss(stage, targets, cfg, final=False, indices=None if cfg.iter_matcher else final_idx)
+        total = total + aux["loss"]
+
+    sp_terms = []
+    for logits, tgt in zip(sp_seg, targets, strict=True):
+        logits = logits.float()  # (S, C+1)
+        if (tgt.sp_labels == IGNORE).all():  # weighted mean over nothing would be NaN
+            sp_terms.append(logits.sum() * 0.0)
+            continue
+        weight = _class_weight(logits.shape[1], cfg, logits.device)
+        sp_terms.append(F.cross_entropy(logits, tgt.sp_labels, weight=weight, ignore_index=IGNORE))
+    loss_sp = torch.stack(sp_terms).mean()
+    total = total + cfg.weight_sp * loss_sp
+    return {"loss_cls": final["cls"], "loss_mask": final["bce"], "loss_dice": final["dice"],
+            "loss_score": torch.zeros((), device=total.device), "loss_bbox": final["box"],
+            "loss_sp_cls": loss_sp, "loss": total}

@@ -1,0 +1,143 @@
+"""The LaSSM model (REFERENCE_SPEC 5): backbone -> superpoint pooling -> decoder -> losses / instances.
+
+A batch is the packed dictionary of spec 3.2 (Pointcept's key names):
+
+- voxels: ``feat`` (sum N_vx, F_in), ``grid_coord`` (sum N_vx, 3) int, ``coord`` (sum N_vx, 3) the
+  representative point of each voxel, ``offset`` (B,) cumulative voxel counts;
+- points: ``inverse`` (sum N_pt,) the voxel of each point (local to its scene), ``superpoint``
+  (sum N_pt,) raw superpoint ids, ``origin_coord`` (sum N_pt, 3), ``origin_offset`` (B,);
+- labels, when present (training and validation): ``origin_segment`` and ``origin_instance``
+  (sum N_pt,) raw semantic labels and instance ids.
+
+    model = LaSSM(lassm.config.synthetic().model)
+    out = model(batch)            # out.losses when labels are present
+    instances = model.predict(batch)  # eval mode: one Prediction per scene
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .backbone import build_backbone
+from .criterion import build_targets, criterion
+from .decoder import DecoderOutput, LaSSMDecoder
+from .postprocess import Prediction, predict_instances
+
+REQUIRED_KEYS = ("feat", "grid_coord", "coord", "offset", "inverse", "superpoint", "origin_coord",
+                 "origin_offset")
+
+
+class Scene(NamedTuple):
+    """One scene's point-level view after pooling (what targets and post-processing need)."""
+
+    superpoint: torch.Tensor  # (N_pt,) compact superpoint ids 0..S-1
+    num_superpoints: int
+    coord: torch.Tensor  # (N_pt, 3) point coordinates
+    point_range: tuple[torch.Tensor, torch.Tensor]  # per-axis (min, max) of the points
+
+
+class ModelOutput(NamedTuple):
+    decoder: DecoderOutput
+    scenes: list[Scene]
+    losses: dict[str, torch.Tensor] | None  # None without labels in the batch
+
+
+def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of the rows of ``values`` (N, C) per index (N,) -> (size, C), accumulated in float32."""
+    sums = torch.zeros(size, values.shape[1], dtype=torch.float32, device=values.device)
+    sums.index_add_(0, index, values.float())
+    counts = torch.bincount(index, minlength=size).clamp_min(1)  # (size,)
+    return sums / counts[:, None]
+
+
+def _bounds(offset: torch.Tensor, name: str) -> list[tuple[int, int]]:
+    ends = offset.tolist()
+    starts = [0, *ends[:-1]]
+    if any(e < s for s, e in zip(starts, ends, strict=True)):
+        raise ValueError(f"{name}: expected non-decreasing cumulative counts, got {ends}")
+    return list(zip(starts, ends, strict=True))
+
+
+def scene_bounds(batch: dict) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Per scene ((first voxel, end), (first point, end)), checked: every scene has points."""
+    voxels, points = _bounds(batch["offset"], "offset"), _bounds(batch["origin_offset"], "origin_offset")
+    if len(voxels) != len(points):
+        raise ValueError(f"offset and origin_offset: expected one entry per scene each, got "
+                         f"{len(voxels)} and {len(points)}")
+    for b, ((v0, v1), (p0, p1)) in enumerate(zip(voxels, points, strict=True)):
+        if p1 == p0 or v1 == v0:
+            raise ValueError(f"scene {b} of the batch has no points: no superpoints to segment")
+    return list(zip(voxels, points, strict=True))
+
+
+class LaSSM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.backbone)
+        self.decoder = LaSSMDecoder(cfg.decoder, cfg.backbone.out_channels, cfg.num_classes)
+
+    # -------------------------------------------------------------------------- pooling
+
+    def pool(self, feats: torch.Tensor, batch: dict) -> tuple[list, list, list[Scene]]:
+        """Superpoint features and centroids per scene (spec 5.1 step 3, 6.1).
+
+        Both are means over the POINTS of a superpoint of their voxel's feature / coordinate, so a
+        voxel counts as often as the superpoint's points that fall in it.
+        """
+        sp_feats, sp_coords, scenes = [], [], []
+        for b, ((v0, v1), (p0, p1)) in enumerate(scene_bounds(batch)):
+            inverse = batch["inverse"][p0:p1].long()  # (N_pt,) voxel of each point
+            if int(inverse.min()) < 0 or int(inverse.max()) >= v1 - v0:
+                raise ValueError(f"inverse: scene {b} indexes voxels outside 0..{v1 - v0 - 1}")
+            coord = batch["origin_coord"][p0:p1]
+            if not torch.isfinite(coord).all() or not torch.isfinite(batch["coord"][v0:v1]).all():
+                raise ValueError(f"coord: scene {b} has NaN or infinite coordinates")
+            _, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
+            num_sp = int(superpoint.max()) + 1
+            sp_feats.append(scatter_mean(feats[v0:v1][inverse], superpoint, num_sp).to(feats.dtype))
+            sp_coords.append(scatter_mean(batch["coord"][v0:v1][inverse], superpoint, num_sp))
+            scenes.append(Scene(superpoint, num_sp, coord, (coord.min(0).values, coord.max(0).values)))
+        return sp_feats, sp_coords, scenes
+
+    # -------------------------------------------------------------------------- forward
+
+    def forward(self, batch: dict) -> ModelOutput:
+        missing = [k for k in REQUIRED_KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"batch: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
+        scene_bounds(batch)  # clear errors before the backbone sees an empty scene
+        feats = self.backbone(batch["feat"], batch["grid_coord"], batch["offset"])  # (sum N_vx, F)
+        return self.decode(feats, batch)
+
+    def decode(self, feats: torch.Tensor, batch: dict) -> ModelOutput:
+        """Everything after the backbone: pooling, decoder and, with labels in the batch, the losses."""
+        sp_feats, sp_coords, scenes = self.pool(feats, batch)
+        out = self.decoder(sp_feats, sp_coords, [s.point_range for s in scenes])
+        losses = None
+        if "origin_instance" in batch and "origin_segment" in batch:
+            losses = criterion(out.stages, out.sp_seg, self.targets(batch, scenes), self.cfg.criterion)
+        return ModelOutput(out, scenes, losses)
+
+    def targets(self, batch: dict, scenes: list[Scene]) -> list:
+        """Per-scene instance targets on superpoints (spec 5.2)."""
+        cfg = self.cfg
+        out = []
+        for (p0, p1), scene in zip(_bounds(batch["origin_offset"], "origin_offset"), scenes, strict=True):
+            out.append(build_targets(
+                batch["origin_instance"][p0:p1], batch["origin_segment"][p0:p1], scene.coord,
+                scene.superpoint, scene.num_superpoints, cfg.num_classes, cfg.stuff_classes,
+                cfg.num_classes + len(cfg.stuff_classes), cfg.criterion.sp_unlabelled_as_class0))
+        return out
+
+    @torch.no_grad()
+    def predict(self, batch: dict, output: ModelOutput | None = None) -> list[Prediction]:
+        """Scored point masks per scene from the final stage (spec 5.3); pass ``output`` to reuse it."""
+        output = self(batch) if output is None else output
+        final = output.decoder.stages[-1]
+        return [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
+                for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]

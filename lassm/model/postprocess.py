@@ -1,0 +1,158 @@
+"""Inference post-processing: from the last decoder stage to scored point masks (REFERENCE_SPEC 5.3, 8).
+
+The reference turns the final stage of one scene into instances in three moves: every (query, class)
+pair is a candidate scored by its class probability times the query's mask quality; matrix NMS decays
+(never removes) the scores of candidates overlapped by higher-scored ones of the same class; the
+superpoint masks are projected to points and thresholded. Two deliberate differences, each a one-line
+comment where it happens: top-k is clipped to Q x C (spec 11.2.5) and the linear NMS kernel's
+denominator is clamped at `eps` (spec 11.2.6; `PostprocessConfig.nms_eps = 0.0` restores it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lassm.config import PostprocessConfig
+
+NMS_KERNELS = ("linear", "gaussian")
+
+
+def matrix_nms(
+    masks: torch.Tensor,
+    labels: torch.Tensor,
+    scores: torch.Tensor,
+    kernel: str = "linear",
+    sigma: float = 2.0,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Matrix NMS on (soft) masks, mmdet's `mask_matrix_nms` as the reference uses it (REFERENCE_SPEC 8).
+
+    masks: (n, S) mask values (soft probabilities in LaSSM), labels: (n,), scores: (n,).
+    Returns (scores, labels, masks, keep_inds), sorted by the decayed scores descending; keep_inds (n,)
+    are the input rows in output order. Nothing is removed (filter_thr, nms_pre and max_num are off).
+    kernel: "linear" or "gaussian" (sigma is used by the gaussian kernel only).
+    """
+    if kernel not in NMS_KERNELS:
+        raise ValueError(f"kernel must be one of {NMS_KERNELS}, got {kernel!r}")
+    num_masks = masks.shape[0]
+    if num_masks == 0:
+        return (
+            scores.new_zeros(0),
+            labels.new_zeros(0),
+            masks.new_zeros((0,) + tuple(masks.shape[1:])),
+            torch.zeros(0, dtype=torch.int64, device=scores.device),
+        )
+
+    areas = masks.sum(dim=1).float()  # (n,) soft areas
+    scores, keep_inds = torch.sort(scores, descending=True)  # (n,)
+    masks = masks[keep_inds]  # (n, S)
+    labels = labels[keep_inds]
+    areas = areas[keep_inds]
+
+    flat = masks.float()  # (n, S)
+    inter = flat @ flat.T  # (n, n) soft intersections
+    union = areas[:, None] + areas[None, :] - inter  # (n, n)
+    iou = (inter / union).triu(diagonal=1)  # (n, n), i < j: row i scored higher
+    same_label = (labels[:, None] == labels[None, :]).triu(diagonal=1)  # (n, n)
+    decay_iou = iou * same_label
+    # compensation of mask j: its largest IoU with a higher-scored mask of its class
+    compensate = decay_iou.max(dim=0).values  # (n,)
+    compensate = compensate[:, None].expand(num_masks, num_masks)  # (n, n), K[i, j] = comp_i
+
+    if kernel == "linear":
+        # deliberate (spec 11.2.6): (1 - K) clamped at eps; eps = 0 keeps the reference's division
+        denominator = (1 - compensate).clamp_min(eps) if eps > 0 else 1 - compensate
+        decay = (1 - decay_iou) / denominator  # (n, n)
+    else:
+        decay = torch.exp(-sigma * decay_iou**2) / torch.exp(-sigma * compensate**2)  # (n, n)
+    coefficient = decay.min(dim=0).values  # (n,)
+
+    scores = scores * coefficient
+    scores, order = torch.sort(scores, descending=True)  # (n,)
+    return scores, labels[order], masks[order], keep_inds[order]
+
+
+@dataclass
+class Prediction:
+    """One scene's instances, sorted by score descending (REFERENCE_SPEC 5.3 step 8)."""
+
+    scores: torch.Tensor  # (K,) float32
+    classes: torch.Tensor  # (K,) int64 train labels 0..C-1
+    masks: torch.Tensor  # (K, N_pt) bool point masks
+    queries: torch.Tensor  # (K,) int64 query each instance came from
+
+
+def _empty_prediction(num_points: int, device: torch.device) -> Prediction:
+    return Prediction(
+        scores=torch.zeros(0, dtype=torch.float32, device=device),
+        classes=torch.zeros(0, dtype=torch.int64, device=device),
+        masks=torch.zeros((0, num_points), dtype=torch.bool, device=device),
+        queries=torch.zeros(0, dtype=torch.int64, device=device),
+    )
+
+
+@torch.no_grad()
+def predict_instances(
+    logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    superpoint: torch.Tensor,
+    cfg: PostprocessConfig,
+) -> Prediction:
+    """Scored point-level instances of one scene from its final stage (REFERENCE_SPEC 5.3).
+
+    logits: (Q, C+1) class logits with background last; mask_logits: (Q, S) superpoint mask logits;
+    superpoint: (N_pt,) compact superpoint ids 0..S-1 of the scene's points. Computed in float32.
+    """
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must have shape (Q, C+1) with C >= 1, got {tuple(logits.shape)}")
+    if mask_logits.ndim != 2 or mask_logits.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"mask_logits must have shape (Q, S) with Q = {logits.shape[0]}, got {tuple(mask_logits.shape)}"
+        )
+    if superpoint.ndim != 1:
+        raise ValueError(f"superpoint must have shape (N_pt,), got {tuple(superpoint.shape)}")
+    num_queries, num_sp = mask_logits.shape
+    num_classes = logits.shape[1] - 1
+    num_points = superpoint.shape[0]
+    if num_points > 0 and (int(superpoint.max()) >= num_sp or int(superpoint.min()) < 0):
+        raise ValueError(
+            f"superpoint ids must lie in 0..S-1 = 0..{num_sp - 1}, got range "
+            f"{int(superpoint.min())}..{int(superpoint.max())}"
+        )
+    if num_queries == 0 or num_sp == 0:
+        return _empty_prediction(num_points, logits.device)
+
+    logits = logits.float()
+    mask_logits = mask_logits.float()
+    superpoint = superpoint.long()
+
+    class_scores = logits.softmax(dim=-1)[:, :-1]  # (Q, C) background dropped
+    # deliberate (spec 11.2.5): k clipped to Q x C; the reference's top-k crashes when it is larger
+    k = min(cfg.topk_insts, num_queries * num_classes)
+    scores, flat_idx = class_scores.flatten().topk(k, sorted=False)  # (k,) query-major flattening
+    classes = flat_idx % num_classes  # (k,)
+    queries = flat_idx // num_classes  # (k,)
+
+    cand_logits = mask_logits[queries]  # (k, S)
+    cand_probs = cand_logits.sigmoid()  # (k, S)
+    positive = (cand_logits > 0).float()
+    quality = (cand_probs * positive).sum(dim=1) / (positive.sum(dim=1) + 1e-6)  # (k,)
+    scores = scores * quality
+
+    if cfg.nms:
+        scores, classes, cand_probs, keep = matrix_nms(
+            cand_probs, classes, scores, kernel=cfg.nms_kernel, sigma=cfg.nms_sigma, eps=cfg.nms_eps
+        )
+        queries = queries[keep]
+
+    point_masks = cand_probs[:, superpoint] > cfg.sp_score_thr  # (k, N_pt)
+
+    keep = scores > cfg.score_thr  # strict, spec 5.3 step 6
+    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
+    keep = point_masks.sum(dim=1) > cfg.npoint_thr  # strict, spec 5.3 step 7
+    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
+
+    scores, order = torch.sort(scores, descending=True)  # (K,)
+    return Prediction(scores=scores, classes=classes[order], masks=point_masks[order], queries=queries[order])

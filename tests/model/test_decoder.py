@@ -1,0 +1,165 @@
+"""Decoder blocks against direct re-computations (REFERENCE_SPEC 6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lassm.config import DecoderConfig
+from lassm.model.decoder import (
+    CrossAttention,
+    LaSSMDecoder,
+    LocalAggregation,
+    SSMBlock,
+    normalised_centres,
+    select_queries,
+)
+from lassm.model.serialize import serialization_codes
+
+
+def small_cfg(**kw) -> DecoderConfig:
+    base = dict(d_model=64, ffn_hidden=128, heads=4, d_state=16, head_dim=32, num_query=20, k=4,
+                use_kernels=False)
+    base.update(kw)
+    return DecoderConfig(**base)
+
+
+@pytest.mark.parametrize("num_sp", [3, 30])  # fewer and more superpoints than k
+def test_local_aggregation_matches_a_loop(num_sp):
+    torch.manual_seed(0)
+    agg = LocalAggregation(16, k=5)
+    with torch.no_grad():  # non-zero slot weights, so the slot order matters
+        agg.w_k.normal_()
+        agg.w_b.normal_()
+    query, pos = torch.randn(7, 16), torch.rand(7, 3)
+    feats, coords = torch.randn(num_sp, 16), torch.rand(num_sp, 3)
+    out = agg(query, pos, feats, coords)
+    for i in range(7):
+        order = sorted(range(num_sp), key=lambda j: (float(((pos[i] - coords[j]) ** 2).sum()), j))[:5]
+        q = agg.w_q @ query[i]
+        slots = torch.softmax(agg.w_k @ q + agg.w_b, 0)
+        mixed = sum(slots[j] * q * (agg.w_v @ feats[n]) for j, n in enumerate(order))  # missing slots: 0
+        expected = torch.nn.functional.layer_norm(query[i] + agg.w_o @ mixed, (16,),
+                                                  agg.norm.weight, agg.norm.bias)
+        torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("stable", [True, False])
+def test_ssm_block_runs_each_curve_order_and_averages(stable):
+    torch.manual_seed(0)
+    cfg = small_cfg(stable_order=stable, serialization_grid=0.25)
+    block = SSMBlock(cfg).eval()
+    query, pos = torch.randn(40, 64), torch.rand(40, 3) * 2
+    with torch.no_grad():
+        out = block(query, pos)
+        y = block.pre_norm(query)
+        paths = []
+        for name in cfg.order:
+            code = serialization_codes(pos, name, 0.25)
+            order = torch.argsort(code, stable=True) if stable else torch.argsort(code)
+            seq = block.layers[0](y[order][None])[0]  # each path alone, as a batch of one
+            back = torch.empty_like(seq)
+            back[order] = seq
+            paths.append(back)
+        expected = block.final_norm(query + (paths[0] + paths[1]) / 2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_ssm_block_keeps_a_single_query():
+    # the reference duplicates one query and returns two (spec 11.2.4); we return one
+    block = SSMBlock(small_cfg()).eval()
+    out = block(torch.randn(1, 64), torch.rand(1, 3))
+    assert out.shape == (1, 64) and torch.isfinite(out).all()
+
+
+def test_cross_attention_ignores_blocked_superpoints():
+    torch.manual_seed(0)
+    attn = CrossAttention(32, heads=4).eval()
+    query, feats = torch.randn(5, 32), torch.randn(9, 32)
+    mask = torch.zeros(5, 9, dtype=torch.bool)
+    mask[:, 4:] = True  # every query may only look at superpoints 0..3
+    changed = feats.clone()
+    changed[4:] = torch.randn(5, 32) * 10
+    with torch.no_grad():
+        torch.testing.assert_close(attn(query, feats, mask), attn(query, changed, mask))
+        assert not torch.allclose(attn(query, feats), attn(query, changed))
+
+
+def brute_fps(points: torch.Tensor, n: int) -> list[int]:
+    chosen = [0]
+    for _ in range(n - 1):
+        dist = [min(float(((points[i] - points[c]) ** 2).sum()) for c in chosen) for i in range(len(points))]
+        chosen.append(max(range(len(points)), key=lambda i: (dist[i], -i)))
+    return chosen
+
+
+def test_select_queries_semantic_top_ratio_then_fps():
+    torch.manual_seed(0)
+    sp_seg, coords = torch.randn(60, 5), torch.rand(60, 3)
+    sel = select_queries(sp_seg, coords, alpha=0.5, num_query=10)  # m = 30 > 10: FPS path
+    conf = torch.softmax(sp_seg, -1)[:, :-1].max(-1).values
+    ranked = sorted(range(60), key=lambda i: -float(conf[i]))[:30]  # most confident first
+    picked = sorted(set(brute_fps(coords[ranked], 10)))  # candidate ranks, ascending
+    assert sel.tolist() == [ranked[r] for r in picked]
+
+
+def test_select_queries_uses_every_superpoint_in_small_scenes():
+    sp_seg, coords = torch.randn(25, 5), torch.rand(25, 3)
+    # floor(0.8 * 25) = 20 is not above num_query = 20: all 25 superpoints, in order (spec 6.2 step 4)
+    assert select_queries(sp_seg, coords, 0.8, 20).tolist() == list(range(25))
+    assert select_queries(sp_seg[:1], coords[:1], 0.8, 20).tolist() == [0]
+
+
+def test_head_attention_mask_blocks_low_masks_and_frees_blocked_rows():
+    torch.manual_seed(0)
+    dec = LaSSMDecoder(small_cfg(), in_channels=8, num_classes=3)
+    query, mask_feats = torch.randn(6, 64), torch.randn(10, 64)
+    logits, offset, masks, attn = dec.head(query, mask_feats)
+    assert logits.shape == (6, 4) and offset.shape == (6, 3) and masks.shape == (6, 10)
+    assert torch.equal(attn, masks.sigmoid() < 0.5) and attn.any() and not attn.all(-1).any()
+    with torch.no_grad():
+        dec.out_norm.bias.fill_(1.0)  # every normalised query sums to 64 ...
+    _, _, masks, attn = dec.head(query, -torch.ones(10, 64))  # ... so every mask logit is -64
+    assert (masks < 0).all() and not attn.any()  # blocked everywhere -> attends everywhere
+
+
+@pytest.mark.parametrize("t_layer", [0, 2])
+def test_decoder_stages_shapes_and_position_updates(t_layer):
+    torch.manual_seed(0)
+    cfg = small_cfg(num_layers=3, t_layer=t_layer)
+    dec = LaSSMDecoder(cfg, in_channels=8, num_classes=3)
+    feats = [torch.randn(50, 8), torch.randn(6, 8)]
+    coords = [torch.rand(50, 3) * 4, torch.rand(6, 3)]
+    ranges = [(c.min(0).values - 0.1, c.max(0).values + 0.1) for c in coords]
+    out = dec(feats, coords, ranges)
+    assert len(out.stages) == 4 and [len(i) for i in out.select_idx] == [20, 6]
+    for b, (num_sp, q) in enumerate([(50, 20), (6, 6)]):
+        assert out.sp_seg[b].shape == (num_sp, 4)
+        start = coords[b][out.select_idx[b]]
+        for stage in out.stages:
+            assert stage.labels[b].shape == (q, 4) and stage.masks[b].shape == (q, num_sp)
+            lo, hi = ranges[b]
+            torch.testing.assert_close(stage.centres[b], (stage.positions[b] - lo) / (hi - lo))
+        # the first stage moved the seeds by the head's offset of the initial queries
+        z = dec.out_norm(dec.query_proj(feats[b][out.select_idx[b]]))
+        torch.testing.assert_close(out.stages[0].positions[b], start + dec.out_center(z))
+    loss = sum(s.masks[0].mean() + s.centres[0].sum() for s in out.stages)
+    loss.backward()  # centres of later stages reach the first offset head (spec 11.1.10)
+    assert dec.out_center[2].weight.grad.abs().sum() > 0
+
+
+def test_reference_centre_range_uses_superpoint_centroids():
+    lo, hi = torch.zeros(3), torch.tensor([2.0, 4.0, 0.0])
+    pos = torch.tensor([[1.0, 1.0, 0.0]])
+    torch.testing.assert_close(normalised_centres(pos, lo, hi, reference=True),
+                               pos / (hi + 1e-6))
+    assert torch.isfinite(normalised_centres(pos, lo, hi, reference=False)).all()
+
+
+def test_decoder_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="decoder.t_layer"):
+        DecoderConfig(t_layer=7)
+    with pytest.raises(ValueError, match="decoder.centre_range"):
+        DecoderConfig(centre_range="voxels")
+    with pytest.raises(ValueError, match="decoder.d_model"):
+        DecoderConfig(d_model=100)

@@ -1,0 +1,64 @@
+"""Fast paths against their PyTorch references on a GPU (skipped without CUDA or mamba_ssm).
+
+Run on the GPU machine: ``python -m pytest tests/model/test_gpu_paths.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lassm.config import DecoderConfig
+from lassm.model.decoder import LaSSMDecoder
+from lassm.model.ssm import Mamba2Mixer, selective_scan, ssd_sequential, triton_ssd
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+triton = pytest.mark.skipif(not torch.cuda.is_available() or triton_ssd() is None,
+                            reason="needs CUDA and mamba_ssm's Triton SSD kernel")
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
+
+
+@triton
+@pytest.mark.parametrize("length", [1, 37, 400, 600])  # one step, below / at / above the 256 chunk
+def test_triton_scan_matches_the_recurrence(length):
+    g = torch.Generator().manual_seed(length)
+    b, h, p, n = 2, 8, 64, 64
+    x = torch.randn(b, length, h, p, generator=g)
+    dt = torch.nn.functional.softplus(torch.randn(b, length, h, generator=g) - 2)
+    A = -torch.rand(h, generator=g) * 15 - 1
+    B, C = torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g)
+    D = torch.ones(h)
+    ref = ssd_sequential(*(t.double() for t in (x, dt, A, B, C, D)))
+    fast = selective_scan(*(t.cuda() for t in (x, dt, A, B, C, D)), use_triton=True)
+    torch_path = selective_scan(*(t.cuda() for t in (x, dt, A, B, C, D)), use_triton=False)
+    assert rel(fast.cpu(), ref) < 5e-3  # the kernel's matmuls use TF32
+    assert rel(torch_path.cpu(), ref) < 5e-3
+
+
+@triton
+def test_mixer_kernels_match_the_torch_path():
+    torch.manual_seed(0)
+    mixer = Mamba2Mixer().cuda()
+    u = torch.randn(2, 400, 256, device="cuda")
+    with torch.no_grad():
+        fast = mixer(u)
+        mixer.use_kernels = False
+        slow = mixer(u)
+    assert rel(fast, slow) < 5e-3
+
+
+@cuda
+@pytest.mark.parametrize("t_layer", [0, 3])
+def test_decoder_on_the_gpu_matches_the_cpu(t_layer):
+    torch.manual_seed(0)
+    dec = LaSSMDecoder(DecoderConfig(t_layer=t_layer), in_channels=32, num_classes=18).eval()
+    feats, coords = [torch.randn(3000, 32)], [torch.rand(3000, 3) * torch.tensor([8.0, 6.0, 3.0])]
+    with torch.no_grad():
+        cpu = dec(feats, coords)
+        gpu = dec.cuda()([f.cuda() for f in feats], [c.cuda() for c in coords])
+    assert torch.equal(cpu.select_idx[0], gpu.select_idx[0].cpu())
+    for a, b in zip(cpu.stages, gpu.stages, strict=True):
+        assert rel(b.masks[0].cpu(), a.masks[0]) < 2e-2 and rel(b.labels[0].cpu(), a.labels[0]) < 2e-2
