@@ -72,7 +72,7 @@ class DecoderConfig:
     # but ground truth by the point range. "points" normalises both by the point range (default);
     # "superpoints" reproduces the reference.
     centre_range: str = "points"
-    use_kernels: bool = True  # Triton SSD scan / causal-conv1d when importable on a GPU
+    use_kernels: bool = True  # Triton SSD scan and FPS, causal-conv1d, when importable on a GPU
 
     def __post_init__(self):
         if not 0 <= self.t_layer <= self.num_layers:
@@ -158,12 +158,14 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0  # one seed for the whole run, recorded with its outputs
+    release: str = ""  # the authors' config a preset reproduces, e.g. "scannet/insseg-lassm-spunet-v2-3"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 VARIANTS = ("-3", "-0")  # released decoders: 3 cross-attention layers + 3 local-aggregation layers, or 6
+SCRATCH_VARIANTS = ("-3-sc", "-0-sc")  # ScanNet++ only: the same decoders trained from scratch
 
 
 def _decoder(variant: str, **overrides) -> DecoderConfig:
@@ -193,7 +195,8 @@ def synthetic(root: str = "data/synthetic", variant: str = "-3") -> Config:
 def scannet(root: str = "data/scannet", variant: str = "-3") -> Config:
     """ScanNet v2, released configs insseg-lassm-spunet-v2-3 / -0 (spec 10.2)."""
     data = DataConfig(name="scannet", raw_root="data/scannet_raw", root=root)
-    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=200))
+    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=200),
+                  release=f"scannet/insseg-lassm-spunet-v2{variant}")
 
 
 def scannet200(root: str = "data/scannet", variant: str = "-3") -> Config:
@@ -204,17 +207,22 @@ def scannet200(root: str = "data/scannet", variant: str = "-3") -> Config:
     data = DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root, segment_key="segment200",
                       class_names=labels.CLASS_LABELS_200, stuff_classes=(0, 2))
     return Config(data, _model(data, BackboneConfig(name="res16unet34c", in_channels=3), _decoder(variant),
-                               topk=600))
+                               topk=600), release=f"scannet200/insseg-lassm-minkunet{variant}")
 
 
-def scannetpp(root: str = "data/scannetpp", variant: str = "-3", scratch: bool = False) -> Config:
-    """ScanNet++ v2: -3 / -0 fine-tune the ScanNet model; scratch=True is the -3-sc / -0-sc configs."""
+def scannetpp(root: str = "data/scannetpp", variant: str = "-3") -> Config:
+    """ScanNet++ v2: variants -3 / -0 fine-tune the ScanNet model, -3-sc / -0-sc train from scratch.
+
+    The -sc configs have the same model; they differ in training only (no initial weights, 800
+    epochs, lr 1e-4; spec 10.2), which the training configuration reads from ``release``.
+    """
     stuff = tuple(i for i in range(len(labels.CLASS_LABELS_PP)) if i not in labels.INSTANCE_CLASS_IDS_PP)
     data = DataConfig(name="scannetpp", raw_root="data/scannetpp_raw", root=root,
                       train_split="train_grid1mm_chunk6x6_stride3x3", segment_key="segment",
                       class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff)
-    # The -sc configs differ only in training (no initial weights, 800 epochs, lr 1e-4; issue 5).
-    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=300))
+    decoder = _decoder(variant.removesuffix("-sc") if variant in SCRATCH_VARIANTS else variant)
+    return Config(data, _model(data, BackboneConfig(), decoder, topk=300),
+                  release=f"scannetpp/insseg-lassm-spunet-v2{variant}")
 
 
 def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: str = "object",

@@ -166,7 +166,8 @@ class DecoderLayer(nn.Module):
 # ------------------------------------------------------------------------------- query init
 
 
-def select_queries(sp_seg: torch.Tensor, sp_coord: torch.Tensor, alpha: float, num_query: int):
+def select_queries(sp_seg: torch.Tensor, sp_coord: torch.Tensor, alpha: float, num_query: int,
+                   use_kernel: bool = True):
     """Semantic-spatial query initialisation (spec 6.2): indices of the seed superpoints.
 
     sp_seg (S, C + 1) logits, sp_coord (S, 3). With m = floor(alpha S) > num_query: the m most
@@ -180,7 +181,8 @@ def select_queries(sp_seg: torch.Tensor, sp_coord: torch.Tensor, alpha: float, n
     with torch.no_grad():
         confidence = sp_seg.float().softmax(-1)[:, :-1].max(-1).values  # (S,)
         _, candidates = confidence.topk(m, sorted=True)  # (m,) most confident first
-        sampled = farthest_point_sampling(sp_coord[candidates].float(), num_query)  # (num_query,)
+        sampled = farthest_point_sampling(sp_coord[candidates].float(), num_query,
+                                          use_kernel=use_kernel)  # (num_query,)
         return candidates[torch.unique(sampled)]  # unique sorts: confidence-rank order, no duplicates
 
 
@@ -235,7 +237,7 @@ class LaSSMDecoder(nn.Module):
         if reference_range:
             point_ranges = [(c.min(0).values, c.max(0).values) for c in sp_coords]
 
-        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query)
+        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels)
                       for seg, xyz in zip(sp_seg, sp_coords, strict=True)]
         query = [self.query_proj(f[i]) for f, i in zip(sp_feats, select_idx, strict=True)]  # (Q, D)
         pos = [c[i] for c, i in zip(sp_coords, select_idx, strict=True)]  # (Q, 3) metres

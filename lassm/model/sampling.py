@@ -27,7 +27,8 @@ def _check_points(name: str, points: torch.Tensor) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {points.dtype}")
 
 
-def farthest_point_sampling(points: torch.Tensor, num_samples: int, start: int = 0) -> torch.Tensor:
+def farthest_point_sampling(points: torch.Tensor, num_samples: int, start: int = 0,
+                            use_kernel: bool = True) -> torch.Tensor:
     """Distance-based farthest point sampling, D-FPS (REFERENCE_SPEC 6.2 step 3, Appendix B).
 
     points: (M, 3) coordinates (the confidence-sorted candidate centroids in the decoder).
@@ -35,6 +36,10 @@ def farthest_point_sampling(points: torch.Tensor, num_samples: int, start: int =
     the first index of the largest float64 squared distance to the samples chosen so far. Indices
     repeat only when every remaining point coincides with a chosen one (the maximum is then 0 and
     its first index is a point already taken), as in the reference, which deduplicates afterwards.
+
+    On CUDA with Triton importable (and ``use_kernel``), one Triton program runs the whole loop
+    (:func:`_fps_triton`, same arithmetic and tie rule); otherwise the loop below runs in PyTorch,
+    about six kernel launches per sample.
     """
     _check_points("points", points)
     num_points = points.shape[0]
@@ -44,6 +49,9 @@ def farthest_point_sampling(points: torch.Tensor, num_samples: int, start: int =
         raise ValueError(f"num_samples must be at most the number of points, {num_points}, got {num_samples}")
     if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < num_points:
         raise ValueError(f"start must be an index in 0..{num_points - 1}, got {start!r}")
+
+    if use_kernel and points.is_cuda and num_points <= FPS_KERNEL_MAX_POINTS and _fps_kernel() is not None:
+        return _fps_triton(points, num_samples, start)
 
     coords = points.detach().to(torch.float64)  # (M, 3)
     selected = torch.empty(num_samples, dtype=torch.int64, device=points.device)  # (num_samples,)
@@ -57,6 +65,53 @@ def farthest_point_sampling(points: torch.Tensor, num_samples: int, start: int =
         last = torch.argmax(min_dist2).view(1)  # (1,) torch documents argmax as the FIRST maximum
         selected[i : i + 1] = last
     return selected
+
+
+FPS_KERNEL_MAX_POINTS = 1 << 16  # one Triton program holds every point; larger inputs use the loop
+_FPS = {}
+
+
+def _fps_kernel():
+    """The Triton D-FPS kernel, compiled on first use; None without Triton (cached)."""
+    if "kernel" in _FPS:
+        return _FPS["kernel"]
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        _FPS["kernel"] = None
+        return None
+
+    @triton.jit
+    def fps_kernel(xyz, out, n, num_samples, BLOCK: tl.constexpr):
+        idx = tl.arange(0, BLOCK)
+        valid = idx < n
+        x = tl.load(xyz + idx * 3, mask=valid, other=0.0).to(tl.float64)
+        y = tl.load(xyz + idx * 3 + 1, mask=valid, other=0.0).to(tl.float64)
+        z = tl.load(xyz + idx * 3 + 2, mask=valid, other=0.0).to(tl.float64)
+        # padding lanes start at -1 so they are never the maximum
+        min_d = tl.where(valid, float("inf"), -1.0).to(tl.float64)
+        last = tl.load(out).to(tl.int32)  # the host wrote the start index (a tensor, never a constant)
+        for i in range(1, num_samples):
+            lx = tl.load(xyz + last * 3).to(tl.float64)
+            ly = tl.load(xyz + last * 3 + 1).to(tl.float64)
+            lz = tl.load(xyz + last * 3 + 2).to(tl.float64)
+            d = (x - lx) * (x - lx) + (y - ly) * (y - ly) + (z - lz) * (z - lz)
+            min_d = tl.where(valid, tl.minimum(min_d, d), min_d)
+            last = tl.argmax(min_d, axis=0, tie_break_left=True)  # the FIRST maximum, as torch.argmax
+            tl.store(out + i, last.to(tl.int64))
+
+    _FPS["kernel"] = fps_kernel
+    return fps_kernel
+
+
+def _fps_triton(points: torch.Tensor, num_samples: int, start: int) -> torch.Tensor:
+    xyz = points.detach().float().contiguous()  # (M, 3) float32 in, float64 distances inside
+    out = torch.full((num_samples,), start, dtype=torch.int64, device=points.device)
+    block = max(16, 1 << (points.shape[0] - 1).bit_length())
+    _fps_kernel()[(1,)](xyz, out, points.shape[0], num_samples, BLOCK=block,
+                        num_warps=16 if block >= 4096 else 4)
+    return out
 
 
 def knn(

@@ -62,3 +62,18 @@ def test_decoder_on_the_gpu_matches_the_cpu(t_layer):
     assert torch.equal(cpu.select_idx[0], gpu.select_idx[0].cpu())
     for a, b in zip(cpu.stages, gpu.stages, strict=True):
         assert rel(b.masks[0].cpu(), a.masks[0]) < 2e-2 and rel(b.labels[0].cpu(), a.labels[0]) < 2e-2
+
+
+@cuda
+@pytest.mark.parametrize("num_points", [1, 2, 37, 1000, 16000, 70000])  # the last one takes the loop
+def test_fps_kernel_matches_the_loop(num_points):
+    from lassm.model.sampling import farthest_point_sampling
+
+    g = torch.Generator().manual_seed(num_points)
+    points = torch.rand(num_points, 3, generator=g) * torch.tensor([8.0, 6.0, 3.0])
+    points[num_points // 2:][: num_points // 4] = points[0]  # coincident points: ties and repeats
+    n = min(400, num_points)
+    for start in {0, num_points - 1}:
+        fast = farthest_point_sampling(points.cuda(), n, start=start)
+        loop = farthest_point_sampling(points.cuda(), n, start=start, use_kernel=False)
+        assert torch.equal(fast, loop)
