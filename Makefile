@@ -1,4 +1,4 @@
-# Two set-up commands (README): `make demo` runs the main job on built-in synthetic data,
+# Two set-up commands (README): `make demo` trains LaSSM on built-in synthetic rooms (CPU),
 # `make test` runs the whole test suite. Both create .venv on first use.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	mkdir -p outputs
-	$(BIN)/papermill --log-level WARNING notebooks/01_preprocess.ipynb outputs/01_preprocess.ipynb
+	$(BIN)/papermill --log-level WARNING notebooks/01_preprocess.ipynb outputs/01_preprocess.ipynb \
+		-p room_size small -p raw_root data/synthetic_small_raw -p out_root data/synthetic_small
+	$(BIN)/papermill --log-level WARNING notebooks/03_train.ipynb outputs/03_train.ipynb \
+		-p data_root data/synthetic_small
+	$(BIN)/python -m lassm.train --summary outputs/synthetic-3
 
 # Unit tests, then every notebook executed in smoke mode (nbval; LASSM_SMOKE=1).
 test: setup

@@ -1,10 +1,17 @@
 """Tensor transforms on point batches: grid sampling and feature assembly (REFERENCE_SPEC 3).
 
-Grows with the training pipeline (issue 5); for now the deterministic voxelizer used by the
-benchmarks and the golden data.
+``grid_sample_first`` is the deterministic voxelizer used by the benchmarks and the golden data.
+Below it, the training/validation augmentation of the reference (spec 3.1, 3.3) as small functions
+``(scene, g) -> scene`` on tensors of any device; all randomness comes from the explicit
+``torch.Generator`` g (STYLE rule 9), so the reference's random streams are not reproduced bit for bit.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -29,3 +36,414 @@ def grid_sample_first(coord: torch.Tensor, grid_size: float = 0.02, return_inver
     if return_inverse:
         return grid[first], first, inverse
     return grid[first], first
+
+
+# ----------------------------------------------------------------------------- configuration
+
+PRESETS = ("scannet", "scannet200", "scannetpp", "synthetic", "mosd")
+MASK3D_MEAN = (0.47793125906962, 0.4303257521323044, 0.3749598901421883)  # spec 3.1 Mask3DNormalizeColorT
+MASK3D_STD = (0.2834475483823543, 0.27566157565723015, 0.27018971370874995)
+
+
+@dataclass
+class AugmentConfig:
+    """Which transforms run and with what parameters (REFERENCE_SPEC 3.3). Use :func:`augment_config`."""
+
+    pipeline: str = "scannet"  # preset pipeline of 3.3: "scannet", "scannet200" or "scannetpp"
+    elastic_p: float = 0.95  # training elastic probability ("-3" 0.95, "-0" and ScanNet++ 0.5)
+    elastic_params: tuple[tuple[float, float], ...] = ((10.0, 60.0), (30.0, 180.0))  # (gran., magnitude)
+    tilt_angle: float = 1 / 64  # x/y rotation range [-a, a] x pi (ScanNet 1/64, ScanNet200 1/24)
+    sphere_point_max: int | None = 250000  # sphere crop budget in points (None: use sphere_sample_rate)
+    sphere_sample_rate: float | None = None  # sphere crop budget as a fraction of N (ScanNet++ 0.8)
+    grid_size: float = 0.02  # voxel size in metres
+    color_norm: str = "scannet"  # "scannet": x/127.5 - 1; "mask3d": (x/255 - mean)/std
+    feat_keys: str = "color+coord"  # "color+coord" (6 channels) or "color" (3 channels)
+    val_rotate_z: float | None = None  # fixed validation rotation about z in units of pi (ScanNet "-3": 0.35)
+
+
+def augment_config(preset_name: str, variant: str = "-3") -> AugmentConfig:
+    """The augmentation of a dataset preset; synthetic and mOSD use the ScanNet pipeline (3.3)."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"preset_name: expected one of {PRESETS}, got {preset_name!r}")
+    variants = ("-3", "-0", "-3-sc", "-0-sc") if preset_name == "scannetpp" else ("-3", "-0")
+    if variant not in variants:
+        raise ValueError(f"variant: expected one of {variants} for {preset_name}, got {variant!r}")
+    if preset_name == "scannet200":
+        return AugmentConfig(pipeline="scannet200", elastic_p=0.95, elastic_params=((0.2, 0.4), (0.8, 1.6)),
+                             tilt_angle=1 / 24, color_norm="mask3d", feat_keys="color")
+    if preset_name == "scannetpp":
+        return AugmentConfig(pipeline="scannetpp", elastic_p=0.5, sphere_point_max=None,
+                             sphere_sample_rate=0.8)
+    return AugmentConfig(elastic_p=0.95 if variant == "-3" else 0.5,
+                         val_rotate_z=0.35 if variant == "-3" else None)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+Scene = dict[str, torch.Tensor]
+POINT_KEYS = ("coord", "color", "normal", "segment", "instance", "elastic_coord", "grid_coord",
+              "origin_coord", "origin_segment", "origin_instance")  # subset with the points (3.1)
+
+
+def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(shape or (1,), generator=g, device=g.device)
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(_rand(g))
+
+
+def _happens(g: torch.Generator, p: float) -> bool:
+    return float(_rand(g)) < p
+
+
+def _subset(scene: Scene, idx: torch.Tensor) -> Scene:
+    """Keep points ``idx`` (in that order) in every point key; superpoints are re-indexed to 0..S'-1."""
+    for key in POINT_KEYS:
+        if key in scene:
+            scene[key] = scene[key][idx]
+    if "superpoint" in scene:
+        scene["superpoint"] = torch.unique(scene["superpoint"][idx], return_inverse=True)[1]
+    return scene
+
+
+def _box3(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """3-tap [1/3, 1/3, 1/3] filter along ``dim`` with zero padding."""
+    moved = torch.nn.functional.pad(x.movedim(dim, -1), (1, 1))
+    return ((moved[..., :-2] + moved[..., 1:-1] + moved[..., 2:]) / 3).movedim(-1, dim)
+
+
+def _smooth(noise: torch.Tensor) -> torch.Tensor:
+    """Box-x, box-y, box-z twice on the last three dims of ``noise`` (C, D0, D1, D2)."""
+    for dim in (1, 2, 3, 1, 2, 3):
+        noise = _box3(noise, dim)
+    return noise
+
+
+def _interp(lattice: torch.Tensor, start: torch.Tensor, step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Trilinear interpolation of ``lattice`` (C, D0, D1, D2) at ``x`` (N, 3); outside the lattice -> 0."""
+    dims = torch.tensor(lattice.shape[1:], device=x.device)
+    u = (x - start) / step  # (N, 3) lattice index units
+    inside = ((u >= 0) & (u <= dims - 1)).all(1)
+    i0 = torch.minimum(torch.floor(u).clamp(min=0), dims - 2).long()  # (N, 3) lower corner
+    t = (u - i0).clamp(0, 1)
+    out = torch.zeros(x.shape[0], lattice.shape[0], dtype=lattice.dtype, device=x.device)
+    for corner in range(8):
+        bits = [(corner >> a) & 1 for a in range(3)]
+        w = torch.ones(x.shape[0], dtype=lattice.dtype, device=x.device)
+        for a, b in enumerate(bits):
+            w = w * (t[:, a] if b else 1 - t[:, a])
+        out += w[:, None] * lattice[:, i0[:, 0] + bits[0], i0[:, 1] + bits[1], i0[:, 2] + bits[2]].T
+    return out * inside[:, None]  # (N, C)
+
+
+# ----------------------------------------------------------------------------- geometric transforms
+
+def mean_shift(scene: Scene, g: torch.Generator) -> Scene:
+    """MeanShiftT (3.1): centre the scene on the mean of its points."""
+    scene["coord"] = scene["coord"] - scene["coord"].mean(0)
+    return scene
+
+
+def random_dropout(scene: Scene, g: torch.Generator, ratio: float = 0.2, p: float = 0.5) -> Scene:
+    """RandomDropoutT (3.1): with probability p keep floor((1 - ratio) N) points, shuffled."""
+    if _happens(g, p):
+        n = scene["coord"].shape[0]
+        keep = torch.randperm(n, generator=g, device=g.device)[: int(n * (1 - ratio))]  # (floor(0.8 N),)
+        _subset(scene, keep)
+    return scene
+
+
+def random_flip(scene: Scene, g: torch.Generator, p: float = 0.5) -> Scene:
+    """RandomFlipT (3.1): independently negate x, then y (coord and normal)."""
+    for axis in (0, 1):
+        if _happens(g, p):
+            for key in ("coord", "normal"):
+                if key in scene:
+                    scene[key] = scene[key].clone()
+                    scene[key][:, axis] = -scene[key][:, axis]
+    return scene
+
+
+def mask3d_random_flip(scene: Scene, g: torch.Generator, p: float = 0.5) -> Scene:
+    """Mask3DRandomFlipT (3.1, ScanNet200): coord_i <- max(coord_i) - coord_i for x, y; normal_i negated."""
+    for axis in (0, 1):
+        if _happens(g, p):
+            scene["coord"] = scene["coord"].clone()
+            scene["coord"][:, axis] = scene["coord"][:, axis].max() - scene["coord"][:, axis]
+            if "normal" in scene:
+                scene["normal"] = scene["normal"].clone()
+                scene["normal"][:, axis] = -scene["normal"][:, axis]
+    return scene
+
+
+def rotation_matrix(axis: str, theta: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The (3, 3) matrix R of RandomRotateT (3.1); points are row vectors, rotated as ``x @ R``."""
+    c, s = math.cos(theta), math.sin(theta)
+    rows = {"z": [[c, s, 0], [-s, c, 0], [0, 0, 1]],
+            "x": [[1, 0, 0], [0, c, s], [0, -s, c]],
+            "y": [[c, 0, -s], [0, 1, 0], [s, 0, c]]}
+    if axis not in rows:
+        raise ValueError(f"axis: expected 'x', 'y' or 'z', got {axis!r}")
+    return torch.tensor(rows[axis], dtype=dtype, device=device)
+
+
+def random_rotate(scene: Scene, g: torch.Generator, angle: tuple[float, float], axis: str,
+                  center: tuple[float, float, float] | None = None, p: float = 1.0) -> Scene:
+    """RandomRotateT (3.1): theta = U(a0, a1) pi about ``center`` (None: bounding-box centre), prob p."""
+    if float(_rand(g)) > p:
+        return scene
+    coord = scene["coord"]
+    R = rotation_matrix(axis, _uniform(g, *angle) * math.pi, coord.dtype, coord.device)
+    if center is None:
+        c = (coord.min(0).values + coord.max(0).values) / 2
+    else:
+        c = torch.tensor(center, dtype=coord.dtype, device=coord.device)
+    scene["coord"] = (coord - c) @ R + c
+    if "normal" in scene:
+        scene["normal"] = scene["normal"] @ R.to(scene["normal"].dtype)
+    return scene
+
+
+def random_scale(scene: Scene, g: torch.Generator, scale: tuple[float, float] = (0.8, 1.2)) -> Scene:
+    """RandomScaleT (3.1): one isotropic factor U(0.8, 1.2)."""
+    scene["coord"] = scene["coord"] * _uniform(g, *scale)
+    return scene
+
+
+def random_translation(scene: Scene, g: torch.Generator, std: float = 0.1) -> Scene:
+    """RandomTranslationT (3.1): coord += t, t_i ~ Normal(0, 0.1)."""
+    t = torch.randn(3, generator=g, device=g.device) * std
+    scene["coord"] = scene["coord"] + t.to(scene["coord"].dtype)
+    return scene
+
+
+def custom_elastic_distortion(scene: Scene, g: torch.Generator, params=((10.0, 60.0), (30.0, 180.0)),
+                              p: float = 0.95, grid_size: float = 0.02) -> Scene:
+    """CustomElasticDistortionT (3.1, 11.1.8): a NEW ``elastic_coord`` = coord / grid_size, distorted with
+    probability p; only the voxelizer reads it, ``coord`` is never distorted."""
+    x = scene["coord"] / grid_size  # (N, 3) voxel units; float32 when not distorted
+    if p > 0 and _happens(g, p):
+        x = x.double()  # the reference's interpolated noise is float64
+        for gran, mag in params:
+            dims = (torch.floor(x.abs().max(0).values / gran) + 3).long().tolist()
+            noise = _smooth(torch.randn(3, *dims, generator=g, device=g.device, dtype=torch.float64))
+            half = torch.tensor(dims, dtype=x.dtype, device=x.device) - 1
+            x = x + mag * _interp(noise, -half * gran, torch.full_like(half, 2 * gran), x)  # spacing 2g
+    scene["elastic_coord"] = x
+    return scene
+
+
+def elastic_distortion(scene: Scene, g: torch.Generator, params=((0.2, 0.4), (0.8, 1.6)),
+                       p: float = 0.95) -> Scene:
+    """ElasticDistortionT (3.1, ScanNet200): distorts the metric ``coord`` itself, with probability p."""
+    if not _happens(g, p):
+        return scene
+    x = scene["coord"].double()
+    for gran, mag in params:
+        lo = x.min(0).values
+        dims = (torch.floor((x.max(0).values - lo) / gran) + 3).long().tolist()
+        noise = _smooth(torch.randn(3, *dims, generator=g, device=g.device, dtype=torch.float64))
+        x = x + mag * _interp(noise, lo - gran, torch.full_like(lo, gran), x)  # nodes min - g .. (spacing g)
+    scene["coord"] = x.to(scene["coord"].dtype)  # back to the input dtype (float32)
+    return scene
+
+
+def sphere_crop(scene: Scene, g: torch.Generator, point_max: int | None = 250000,
+                sample_rate: float | None = None) -> Scene:
+    """SphereCropT (3.1, mode "random"): keep the K points nearest a random point, nearest first."""
+    n = scene["coord"].shape[0]
+    k = int(sample_rate * n) if sample_rate is not None else point_max
+    if k is None or n <= k:
+        return scene
+    centre = scene["coord"][torch.randint(n, (1,), generator=g, device=g.device)]  # (1, 3)
+    d2 = ((scene["coord"] - centre) ** 2).sum(1)
+    return _subset(scene, torch.argsort(d2, stable=True)[:k])
+
+
+# ----------------------------------------------------------------------------- colour transforms
+
+def chromatic_auto_contrast(scene: Scene, g: torch.Generator, p: float = 0.2) -> Scene:
+    """ChromaticAutoContrastT (3.1): blend colour with its per-channel min-max stretch, b ~ U(0, 1)."""
+    if not _happens(g, p):
+        return scene
+    color = scene["color"]
+    lo, hi = color.min(0).values, color.max(0).values
+    span = hi - lo
+    # Deliberate difference (11.2.7): a flat channel (hi == lo) is left as is instead of becoming NaN/inf.
+    contrast = torch.where(span > 0, (color - lo) * 255 / span.clamp(min=1e-12), color)
+    b = _uniform(g, 0.0, 1.0)
+    scene["color"] = (1 - b) * color + b * contrast
+    return scene
+
+
+def chromatic_translation(scene: Scene, g: torch.Generator, p: float = 0.95, ratio: float = 0.1) -> Scene:
+    """ChromaticTranslationT (3.1): one offset U(-25.5, 25.5) per channel, clamped to [0, 255]."""
+    if _happens(g, p):
+        t = (_rand(g, 1, 3) - 0.5) * 2 * 255 * ratio  # (1, 3)
+        scene["color"] = (scene["color"] + t.to(scene["color"].dtype)).clamp(0, 255)
+    return scene
+
+
+def chromatic_jitter(scene: Scene, g: torch.Generator, p: float = 0.95, std: float = 0.05) -> Scene:
+    """ChromaticJitterT (3.1): per point and channel Normal(0, 1) x 0.05 x 255, clamped to [0, 255]."""
+    if _happens(g, p):
+        noise = torch.randn(scene["color"].shape, generator=g, device=g.device) * std * 255  # (N, 3)
+        scene["color"] = (scene["color"] + noise.to(scene["color"].dtype)).clamp(0, 255)
+    return scene
+
+
+def normalize_color(scene: Scene, g: torch.Generator, mode: str = "scannet") -> Scene:
+    """NormalizeColorT (x/127.5 - 1) or Mask3DNormalizeColorT ((x/255 - mean)/std), spec 3.1."""
+    color = scene["color"]
+    if mode == "scannet":
+        scene["color"] = color / 127.5 - 1
+    elif mode == "mask3d":
+        mean = torch.tensor(MASK3D_MEAN, dtype=color.dtype, device=color.device)
+        std = torch.tensor(MASK3D_STD, dtype=color.dtype, device=color.device)
+        scene["color"] = (color / 255 - mean) / std
+    else:
+        raise ValueError(f"mode: expected 'scannet' or 'mask3d', got {mode!r}")
+    return scene
+
+
+# ----------------------------------------------------------------------------- voxelization and output
+
+def copy_origin(scene: Scene, g: torch.Generator) -> Scene:
+    """Copy (3.1): point-level coord, segment, instance kept as ``origin_*`` before voxelization."""
+    for key in ("coord", "segment", "instance"):
+        if key in scene:
+            scene[f"origin_{key}"] = scene[key].clone()
+    return scene
+
+
+FNV_OFFSET = 14695981039346656037 - 2**64  # the FNV-64 offset basis as a signed int64
+FNV_PRIME = 1099511628211
+
+
+def fnv_hash(grid: torch.Tensor) -> torch.Tensor:
+    """64-bit FNV variant of the reference (3.1 step 2): h = h x prime (mod 2^64), then h ^= a, per axis.
+
+    grid (N, 3) non-negative int64 -> (N,) int64 holding the unsigned hash's bits (int64 products wrap)."""
+    h = torch.full(grid.shape[:1], FNV_OFFSET, dtype=torch.int64, device=grid.device)
+    for a in range(grid.shape[1]):
+        h = (h * FNV_PRIME) ^ grid[:, a]
+    return h
+
+
+def grid_sample_train(scene: Scene, g: torch.Generator, grid_size: float = 0.02,
+                      from_elastic: bool = True) -> Scene:
+    """CustomGridSampleT / GridSampleT in "train" mode (3.1), also used for validation (11.1.7).
+
+    The grid is floor(elastic_coord - min) when ``from_elastic`` (ScanNet, ScanNet++: voxel units,
+    11.1.8) else floor(coord / grid_size) - min (ScanNet200). Voxels are ordered by ascending
+    unsigned FNV hash; each keeps one random point of its own. Writes voxel-level coord, color,
+    segment, instance, ``grid_coord`` (M, 3) int64 and the point -> voxel ``inverse`` (N,).
+    """
+    if from_elastic:
+        if "elastic_coord" not in scene:
+            raise ValueError("scene: expected 'elastic_coord' (run custom_elastic_distortion first)")
+        x = scene["elastic_coord"]
+        grid = torch.floor(x - x.min(0).values).long()
+    else:
+        grid = torch.floor(scene["coord"] / grid_size).long()
+        grid = grid - grid.min(0).values  # (N, 3)
+    key = fnv_hash(grid) ^ torch.iinfo(torch.int64).min  # flip the sign bit: signed order = unsigned order
+    order = torch.argsort(key, stable=True)  # (N,) points sorted by voxel hash
+    _, inverse_sorted, counts = torch.unique_consecutive(key[order], return_inverse=True, return_counts=True)
+    inverse = torch.empty_like(inverse_sorted)
+    inverse[order] = inverse_sorted  # (N,) voxel of every point
+    start = torch.cumsum(counts, 0) - counts  # (M,) first sorted position of each voxel
+    r = torch.randint(int(counts.max()), counts.shape, generator=g, device=g.device)
+    pick = order[start + r % counts]  # (M,) representative point of each voxel
+    for k in ("coord", "color", "segment", "instance"):
+        if k in scene:
+            scene[k] = scene[k][pick]
+    scene["grid_coord"] = grid[pick]
+    scene["inverse"] = inverse
+    return scene
+
+
+def assemble_feat(scene: Scene, g: torch.Generator, keys: str = "color+coord") -> Scene:
+    """Collect's ``feat`` (3.1): [normalized colour, voxel coord in metres] (6) or colour only (3)."""
+    if keys not in ("color+coord", "color"):
+        raise ValueError(f"keys: expected 'color+coord' or 'color', got {keys!r}")
+    parts = [scene["color"]] + ([scene["coord"]] if keys == "color+coord" else [])
+    scene["feat"] = torch.cat([t.float() for t in parts], 1)  # (M, 6) or (M, 3)
+    return scene
+
+
+OUTPUT_KEYS = ("coord", "grid_coord", "feat", "segment", "instance",  # voxel level (M rows)
+               "inverse", "superpoint", "origin_coord", "origin_segment", "origin_instance")  # point level
+
+
+def collect(scene: Scene, g: torch.Generator) -> Scene:
+    """Collect (3.1): the model input of 3.2 (offsets are added by the collate function)."""
+    return {k: scene[k] for k in OUTPUT_KEYS if k in scene}
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+@dataclass
+class Pipeline:
+    """Transforms applied in order to one scene; call as ``pipeline(scene, g)``."""
+
+    steps: list[Callable[[Scene, torch.Generator], Scene]]
+
+    def __call__(self, scene: Scene, g: torch.Generator) -> Scene:
+        if "coord" not in scene or "color" not in scene:
+            raise ValueError(f"scene: expected keys 'coord' and 'color', got {sorted(scene)}")
+        n = scene["coord"].shape[0]
+        if n == 0 or any(t.shape[0] != n for t in scene.values()):
+            raise ValueError(f"scene: expected a non-empty scene with N rows in every key, "
+                             f"got {({k: tuple(t.shape) for k, t in scene.items()})}")
+        scene = dict(scene)  # the caller's dict is left alone
+        for step in self.steps:
+            scene = step(scene, g)
+        return scene
+
+
+def _post(cfg: AugmentConfig) -> list:
+    """The steps after voxelization, shared by training and validation (3.3)."""
+    if cfg.pipeline not in ("scannet", "scannet200", "scannetpp"):
+        raise ValueError(f"cfg.pipeline: expected scannet, scannet200 or scannetpp, got {cfg.pipeline!r}")
+    return [partial(normalize_color, mode=cfg.color_norm), partial(assemble_feat, keys=cfg.feat_keys),
+            collect]
+
+
+# SwapChairAndFloorT and InsClassMapT are left out: the model maps raw labels itself (2.3).
+
+def train_pipeline(cfg: AugmentConfig) -> Pipeline:
+    """The training transforms of spec 3.3 for ``cfg.pipeline``, in the reference's order."""
+    post = _post(cfg)
+    crop = partial(sphere_crop, point_max=cfg.sphere_point_max, sample_rate=cfg.sphere_sample_rate)
+    tilt = (-cfg.tilt_angle, cfg.tilt_angle)
+    colour = [chromatic_auto_contrast, chromatic_translation, chromatic_jitter]
+    if cfg.pipeline == "scannet200":
+        return Pipeline([mean_shift, random_dropout, mask3d_random_flip,
+                         partial(elastic_distortion, params=cfg.elastic_params, p=cfg.elastic_p),
+                         partial(random_rotate, angle=(-1, 1), axis="z", center=(0, 0, 0), p=0.95),
+                         partial(random_rotate, angle=tilt, axis="x", p=0.5),
+                         partial(random_rotate, angle=tilt, axis="y", p=0.5),
+                         random_scale, *colour, crop, copy_origin,
+                         partial(grid_sample_train, grid_size=cfg.grid_size, from_elastic=False), *post])
+    return Pipeline([mean_shift, random_dropout, random_flip,
+                     partial(random_rotate, angle=(-1, 1), axis="z", center=(0, 0, 0), p=0.95),
+                     partial(random_rotate, angle=tilt, axis="x", p=0.5),
+                     partial(random_rotate, angle=tilt, axis="y", p=0.5),
+                     random_scale, random_translation,
+                     partial(custom_elastic_distortion, params=cfg.elastic_params, p=cfg.elastic_p,
+                             grid_size=cfg.grid_size),
+                     *colour, crop, copy_origin, grid_sample_train, *post])
+
+
+def val_pipeline(cfg: AugmentConfig) -> Pipeline:
+    """The validation transforms of spec 3.3: no augmentation except ScanNet "-3"'s fixed z rotation."""
+    post = _post(cfg)
+    if cfg.pipeline == "scannet200":
+        return Pipeline([mean_shift, copy_origin,
+                         partial(grid_sample_train, grid_size=cfg.grid_size, from_elastic=False), *post])
+    rotate = [] if cfg.val_rotate_z is None else [
+        partial(random_rotate, angle=(cfg.val_rotate_z, cfg.val_rotate_z), axis="z", center=(0, 0, 0), p=1.0)]
+    return Pipeline([mean_shift, *rotate, partial(custom_elastic_distortion, p=0.0, grid_size=cfg.grid_size),
+                     copy_origin, grid_sample_train, *post])

@@ -9,7 +9,7 @@ checkpoint stores the whole :class:`Config`. Use the presets rather than buildin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from .data import labels
@@ -154,14 +154,117 @@ def reference_behaviour(cfg: ModelConfig) -> ModelConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The training run (REFERENCE_SPEC 10): optimiser, schedule, precision, evaluation, outputs."""
+
+    experiment: str = "synthetic"  # run folder: <output_root>/<experiment>/
+    output_root: str = "outputs"  # where runs are written (git-ignored)
+    epochs: int = 512  # passes over the training split
+    batch_size: int = 3  # scenes per step per process (the reference: 3 per GPU, 4 GPUs)
+    lr: float = 3e-4  # AdamW peak learning rate, decayed per step by (1 - step / (T + 1)) ** 0.9
+    weight_decay: float = 0.05  # on every parameter, as the reference (spec 11.1.5)
+    poly_power: float = 0.9  # exponent of the poly decay
+    amp: str = "auto"  # "auto" (bf16 where the GPU has it, else fp16 + loss scaling), "bf16", "fp16", "off"
+    clip_grad: float = 10.0  # max gradient L2 norm (0 = no clipping)
+    # spec 11.1.4: the reference clips loss-SCALED fp16 gradients before unscaling. True reproduces it;
+    # default: unscale first, then clip the true gradients.
+    clip_scaled_grads: bool = False
+    eval_interval: tuple[tuple[int, int], ...] = ((1, 8), (496, 1))  # (from epoch, every n epochs), spec 10.3
+    init_weights: str = ""  # checkpoint to start from (ours or the authors'); "" = random init
+    skip_keys: tuple[str, ...] = ()  # checkpoint entries to drop when initialising (e.g. class heads)
+    resume: bool = True  # continue from <run>/model_last.pth when it exists
+    log_every: int = 50  # steps between log lines (metrics.jsonl, TensorBoard, console)
+    num_workers: int = 2  # data-loading processes per training process
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
+    max_steps: int = 0  # stop after this many steps in total (0 = run all epochs); for smoke runs
+    val_max_scenes: int = 0  # validate on at most this many scenes (0 = all)
+
+    def __post_init__(self):
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"train.amp: expected 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: expected > 0, got {self.lr}")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0  # one seed for the whole run, recorded with its outputs
     release: str = ""  # the authors' config a preset reproduces, e.g. "scannet/insseg-lassm-spunet-v2-3"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        """Rebuild a Config written by :meth:`to_dict` (e.g. a run's config.json); unknown keys raise."""
+        return _build(cls, d, "config")
+
+
+def _build(cls, d: dict, where: str):
+    """A dataclass from a nested dict: lists become tuples where the field is a tuple."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
+    kwargs = {}
+    for name, value in d.items():
+        default = getattr(cls(), name) if name in known else None
+        if is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = _to_tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _to_tuple(value):
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict) -> Config:
+    """Set dotted fields from ``["train.epochs=10", "model.decoder.t_layer=0"]`` or a dict.
+
+    Values are Python literals (numbers, strings, tuples, True/False); a bare word is a string.
+    A field that does not exist raises ValueError naming it; values are re-validated.
+    """
+    import ast
+
+    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
+    for key, value in items:
+        if isinstance(value, str) and not isinstance(overrides, dict):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass  # a bare word: keep the string
+        *path, name = key.split(".")
+        target = cfg
+        for part in path:
+            if not is_dataclass(target) or not hasattr(target, part):
+                raise ValueError(f"override {key!r}: unknown field {part!r}")
+            target = getattr(target, part)
+        if not is_dataclass(target) or name not in {f.name for f in fields(target)}:
+            raise ValueError(f"override {key!r}: unknown field {name!r}")
+        if isinstance(getattr(target, name), tuple) and isinstance(value, list):
+            value = _to_tuple(value)
+        setattr(target, name, value)
+        if hasattr(target, "__post_init__"):
+            target.__post_init__()  # validate the new value
+    return cfg
+
+
+def _split(override: str) -> tuple[str, str]:
+    if "=" not in override:
+        raise ValueError(f"override {override!r}: expected key=value, e.g. train.epochs=10")
+    key, value = override.split("=", 1)
+    return key.strip(), value.strip()
 
 
 VARIANTS = ("-3", "-0")  # released decoders: 3 cross-attention layers + 3 local-aggregation layers, or 6

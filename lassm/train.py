@@ -1,0 +1,324 @@
+"""Training LaSSM (REFERENCE_SPEC 10): one entry point for notebooks, the command line and torchrun.
+
+    from lassm import config, train
+    cfg = config.synthetic(); cfg.train.epochs = 10
+    train.run(cfg)                                    # a notebook or a script
+    python -m lassm.train --preset synthetic --set train.epochs=10
+    torchrun --nproc_per_node 4 -m lassm.train --config outputs/scannet-3/config.json
+
+Distributed mode is read from torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``);
+across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_endpoint`` flags.
+
+A run writes into ``<output_root>/<experiment>/``: ``config.json`` (the resolved config),
+``metrics.jsonl`` (one JSON line per log step and per validation), TensorBoard scalars under
+``tb/``, and the checkpoints ``model_last.pth`` (every epoch) and ``model_best.pth`` (best
+validation AP50), each written atomically. A rerun with ``train.resume`` continues from
+``model_last.pth``: model, optimiser, loss scaler, epoch and step. All randomness of a step
+(data order, augmentation) is a function of the seed, the epoch and the step, so a resumed run
+repeats what an uninterrupted one would have done: bit for bit on a CPU with one thread (with
+more threads, and on GPUs, kernels may split reductions differently between processes, so the
+last bits can differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import augment
+from .config import Config, apply_overrides, preset
+from .data.dataset import SceneDataset, keep_as_list, pack_scenes
+from .data.io import atomic_path
+from .evaluate import evaluate_predictions
+from .model import LaSSM, load_lassm_checkpoint
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank), starting the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with loss scaling); no autocast on the CPU."""
+    if amp == "off" or device.type != "cuda":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def poly_lr(lr0: float, step: int, total: int, power: float) -> float:
+    """The reference's PolyLR, stepped per iteration: lr0 (1 - step / (T + 1)) ** power (spec 10.1)."""
+    return lr0 * (1 - step / (total + 1)) ** power
+
+
+def should_evaluate(epoch: int, rule: tuple[tuple[int, int], ...]) -> bool:
+    """Spec 10.3 for a 1-based epoch: the interval of the last rule whose start it has reached."""
+    interval = 0
+    for start, every in rule:
+        if epoch >= start:
+            interval = every
+    return interval > 0 and epoch % interval == 0
+
+
+def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of one step's augmentation: a function of (seed, epoch, step, rank) only."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step * 64 + rank)
+    return g
+
+
+def _save(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2))
+
+
+def _to(scene: dict, device: torch.device) -> dict:
+    """The scene's tensors on the device (the name and other metadata stay behind)."""
+    return {k: v.to(device, non_blocking=True) for k, v in scene.items() if torch.is_tensor(v)}
+
+
+class Logger:
+    """metrics.jsonl lines, TensorBoard scalars and short console lines (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # TensorBoard is optional at run time
+                self.tb = None
+
+    def log(self, kind: str, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "step": step, **{k: round(float(v), 6) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{kind}/{k}", float(v), step)
+        shown = " ".join(f"{k} {float(v):.4g}" for k, v in values.items())
+        print(f"[{kind} step {step}] {shown}", flush=True)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device) -> dict:
+    """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9."""
+    pipeline = augment.val_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
+    count = len(dataset.scenes)
+    if cfg.train.val_max_scenes:
+        count = min(count, cfg.train.val_max_scenes)
+    was_training = model.training
+    model.eval()
+    predictions, scenes = [], []
+    for i in range(count):
+        scene = pipeline(_to(dataset[i], device), step_generator(cfg.seed, 0, i, 0, device))
+        batch = pack_scenes([scene])
+        predictions.append(model.predict(batch)[0])
+        scenes.append({"segment": scene["origin_segment"].cpu(), "instance": scene["origin_instance"].cpu()})
+    model.train(was_training)
+    return evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
+
+
+# ------------------------------------------------------------------------------- the run
+
+
+def run(cfg: Config) -> dict:
+    """Train ``cfg`` to the end (or to ``train.max_steps``); returns the last validation metrics."""
+    tc = cfg.train
+    rank, world, local_rank = _distributed()
+    device = _device(tc.device, local_rank)
+    run_dir = Path(tc.output_root) / tc.experiment
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", cfg.to_dict())
+    logger = Logger(run_dir, rank == 0)
+
+    train_set = SceneDataset(cfg.data.root, cfg.data.train_split, cfg.data.segment_key, cfg.data.instance_key)
+    val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key)
+    pipeline = augment.train_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
+
+    torch.manual_seed(cfg.seed)
+    model = LaSSM(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    amp_dtype = _amp_dtype(tc.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    state = {"epoch": 0, "step": 0, "best_ap50": -1.0}
+    last = run_dir / "model_last.pth"
+    if tc.resume and last.is_file():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        if ckpt.get("config", {}).get("model") != cfg.to_dict()["model"]:
+            raise ValueError(f"{last}: was written by a different model config; use another "
+                             f"train.experiment or set train.resume=False")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = ckpt["state"]
+    elif tc.init_weights:
+        report = load_lassm_checkpoint(model, tc.init_weights, skip_keys=tuple(tc.skip_keys))
+        if rank == 0:
+            print(f"initialised from {tc.init_weights}: {len(report.missing)} missing, "
+                  f"{len(report.unexpected)} unexpected, {len(report.skipped)} skipped keys", flush=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[local_rank] if device.type == "cuda" else None,
+        broadcast_buffers=False, find_unused_parameters=True) if world > 1 else model
+
+    per_step = tc.batch_size * world
+    steps_per_epoch = max(1, len(train_set) // per_step)  # drop_last, as the reference
+    total = tc.epochs * steps_per_epoch
+    metrics: dict = {}
+    while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):
+        epoch = state["epoch"]
+        shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the epoch's data order
+        order = torch.randperm(len(train_set), generator=shuffle)
+        if len(train_set) < per_step:  # tiny datasets: repeat scenes to fill one step
+            order = order.repeat(math.ceil(per_step / len(train_set)))
+        mine = slice(rank * tc.batch_size, (rank + 1) * tc.batch_size)  # this process's part of a step
+        batches = [order[i * per_step:(i + 1) * per_step][mine].tolist() for i in range(steps_per_epoch)]
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=keep_as_list,
+                                             num_workers=tc.num_workers, persistent_workers=False)
+        ddp.train()
+        sums, seen, started = {}, 0, time.time()
+        for i, scenes in enumerate(loader):
+            step = state["step"]
+            g = step_generator(cfg.seed, epoch, i, rank, device)
+            batch = pack_scenes([pipeline(_to(s, device), g) for s in scenes])
+            lr = poly_lr(tc.lr, step, total, tc.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                        else contextlib.nullcontext())
+            with autocast:
+                losses = ddp(batch).losses
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
+                                         f"the last good checkpoint is {last}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tc.clip_grad > 0:
+                if not tc.clip_scaled_grads:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] = step + 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            seen += 1
+            if state["step"] % tc.log_every == 0:
+                logger.log("train", state["step"], {**{k: v.item() for k, v in losses.items()}, "lr": lr})
+            if tc.max_steps and state["step"] >= tc.max_steps:
+                break
+        state["epoch"] = epoch + 1
+        logger.log("epoch", state["step"], {**{k: v / max(seen, 1) for k, v in sums.items()},
+                                            "epoch": state["epoch"], "seconds": time.time() - started})
+        finished = state["epoch"] >= tc.epochs or bool(tc.max_steps and state["step"] >= tc.max_steps)
+        if rank == 0 and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished):
+            metrics = validate(model, val_set, cfg, device)
+            logger.log("val", state["step"], {"AP": metrics["AP"], "AP50": metrics["AP50"],
+                                              "AP25": metrics["AP25"], "epoch": state["epoch"]})
+            if metrics["AP50"] > state["best_ap50"]:
+                state["best_ap50"] = metrics["AP50"]
+                _save({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
+                       "metrics": metrics}, run_dir / "model_best.pth")
+        if rank == 0:
+            _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scaler": scaler.state_dict(), "state": dict(state), "config": cfg.to_dict()}, last)
+        if world > 1:
+            torch.distributed.barrier()
+    logger.close()
+    return metrics
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of a run's metrics.jsonl (empty when the run has not logged yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_validation(run_dir: str | os.PathLike) -> dict:
+    """The run's last validation record (AP, AP50, AP25, epoch, step); ValueError if it has none."""
+    val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
+    if not val:
+        raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
+    return val[-1]
+
+
+# ------------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lassm.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="synthetic", help="named preset (synthetic, scannet, ...)")
+    source.add_argument("--config", help="a config.json written by an earlier run")
+    parser.add_argument("--variant", default=None, help="released decoder variant of the preset: -3 or -0")
+    parser.add_argument("--summary", metavar="RUN_DIR", help="print a run's last validation AP and exit")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides, e.g. train.epochs=10 model.decoder.t_layer=0")
+    args = parser.parse_args(argv)
+    if args.summary:
+        v = last_validation(args.summary)
+        print(f"{args.summary}: epoch {v['epoch']:.0f}, validation AP {v['AP']:.3f} AP50 {v['AP50']:.3f} "
+              f"AP25 {v['AP25']:.3f}")
+        return 0
+    if args.config:
+        cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
+    else:
+        cfg = preset(args.preset, **({"variant": args.variant} if args.variant else {}))
+    cfg = apply_overrides(cfg, args.set)
+    metrics = run(cfg)
+    if metrics and int(os.environ.get("RANK", "0")) == 0:
+        print(f"validation AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} AP25 {metrics['AP25']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

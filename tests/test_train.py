@@ -1,0 +1,115 @@
+"""The training engine on CPU: a smoke run, exact resume, clear failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lassm import config, train
+from lassm.data.prepare import prepare
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rooms")
+    prepare("synthetic", root / "raw", root / "out", num_rooms=3, room_size="small")  # 2 train, 1 val
+    return root / "out"
+
+
+def tiny(data_root, out, experiment="run", **train_fields) -> config.Config:
+    cfg = config.synthetic(root=str(data_root))
+    cfg.model.backbone.sparse_backend = "torch"
+    cfg.model.decoder.d_model, cfg.model.decoder.ffn_hidden, cfg.model.decoder.heads = 64, 128, 4
+    cfg.model.decoder.num_query = 16
+    fields = dict(experiment=experiment, output_root=str(out), epochs=3, batch_size=1, log_every=1,
+                  num_workers=0, device="cpu", eval_interval=((1, 2),), lr=1e-3)
+    fields.update(train_fields)
+    for k, v in fields.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def losses(run_dir) -> list[float]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [x["loss"] for x in lines if x["kind"] == "train"]
+
+
+def test_smoke_run_writes_config_metrics_and_checkpoints(data_root, tmp_path):
+    metrics = train.run(tiny(data_root, tmp_path))
+    run = tmp_path / "run"
+    assert {"AP", "AP50", "AP25"} <= set(metrics)
+    assert (run / "model_last.pth").is_file() and (run / "model_best.pth").is_file()
+    assert config.Config.from_dict(json.loads((run / "config.json").read_text())).train.epochs == 3
+    assert len(losses(run)) == 6  # 2 training scenes, batch 1, 3 epochs
+    kinds = [json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("val") == 2  # epoch 2 (every 2) and the last epoch
+
+
+@pytest.fixture
+def one_thread():
+    # With several threads, CPU GEMM/reduction kernels split work by memory alignment, so a fresh
+    # process (other allocations) can differ in the last bits; one thread makes runs bit-exact.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_interrupted_run_resumes_exactly(data_root, tmp_path, one_thread):
+    train.run(tiny(data_root, tmp_path, "whole"))
+    train.run(tiny(data_root, tmp_path, "parts", max_steps=2))  # "killed" after the first epoch
+    assert len(losses(tmp_path / "parts")) == 2
+    train.run(tiny(data_root, tmp_path, "parts"))  # the same command again resumes
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole")  # bit-exact on CPU
+    whole = torch.load(tmp_path / "whole" / "model_last.pth", weights_only=False)["model"]
+    parts = torch.load(tmp_path / "parts" / "model_last.pth", weights_only=False)["model"]
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_resume_refuses_another_model(data_root, tmp_path):
+    train.run(tiny(data_root, tmp_path, max_steps=1))
+    other = tiny(data_root, tmp_path)
+    other.model.decoder.t_layer = 0
+    with pytest.raises(ValueError, match="different model config"):
+        train.run(other)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
+    cfg = tiny(data_root, tmp_path, epochs=2)
+    real = train.LaSSM.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        out = real(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first step of the second epoch
+            out.losses["loss"] = out.losses["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(train.LaSSM, "forward", poisoned)
+    with pytest.raises(FloatingPointError, match="at step 2 \\(epoch 2\\)"):
+        train.run(cfg)
+    kept = torch.load(tmp_path / "run" / "model_last.pth", weights_only=False)
+    assert kept["state"]["epoch"] == 1 and kept["state"]["step"] == 2
+
+
+def test_bad_inputs_are_named(data_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown field 'epoch'"):
+        train.main(["--preset", "synthetic", "--set", "train.epoch=3"])
+    cfg = tiny(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(Exception, match="does not exist"):
+        train.run(cfg)
+    assert train.should_evaluate(8, ((1, 8), (496, 1))) and not train.should_evaluate(9, ((1, 8), (496, 1)))
+    assert train.should_evaluate(497, ((1, 8), (496, 1)))
+    assert train.poly_lr(1.0, 0, 10, 0.9) == 1.0
+    assert train.poly_lr(1.0, 10, 10, 0.9) == pytest.approx((1 / 11) ** 0.9)
+
+
+def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):
+    train.run(tiny(data_root, tmp_path, max_steps=1))
+    assert train.main(["--summary", str(tmp_path / "run")]) == 0
+    assert "validation AP" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no validation results"):
+        train.last_validation(tmp_path)
