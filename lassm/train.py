@@ -176,8 +176,10 @@ def run(cfg: Config) -> dict:
         _write_json(run_dir / "config.json", cfg.to_dict())
     logger = Logger(run_dir, rank == 0)
 
-    train_set = SceneDataset(cfg.data.root, cfg.data.train_split, cfg.data.segment_key, cfg.data.instance_key)
-    val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key)
+    train_set = SceneDataset(cfg.data.root, cfg.data.train_split, cfg.data.segment_key, cfg.data.instance_key,
+                             require_labels=True)
+    val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key,
+                           require_labels=True)
     pipeline = augment.train_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
 
     torch.manual_seed(cfg.seed)

@@ -101,6 +101,10 @@ def test_bad_inputs_are_named(data_root, tmp_path):
     cfg = tiny(tmp_path / "nowhere", tmp_path)
     with pytest.raises(Exception, match="does not exist"):
         train.run(cfg)
+    mismatch = tiny(data_root, tmp_path)
+    mismatch.data.segment_key = "segment"  # e.g. the ScanNet++ preset on ScanNet-format data
+    with pytest.raises(Exception, match="prepared for another dataset"):
+        train.run(mismatch)
     assert train.should_evaluate(8, ((1, 8), (496, 1))) and not train.should_evaluate(9, ((1, 8), (496, 1)))
     assert train.should_evaluate(497, ((1, 8), (496, 1)))
     assert train.poly_lr(1.0, 0, 10, 0.9) == 1.0

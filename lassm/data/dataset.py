@@ -32,7 +32,8 @@ class SceneDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, split: str, segment_key: str = "segment20",
-                 instance_key: str = "instance", loop: int = 1, with_normal: bool = False):
+                 instance_key: str = "instance", loop: int = 1, with_normal: bool = False,
+                 require_labels: bool = False):
         folder = Path(root) / split
         if not folder.is_dir():
             raise DataError(f"data root: {folder} does not exist; preprocess the dataset first "
@@ -44,6 +45,12 @@ class SceneDataset(torch.utils.data.Dataset):
             raise ValueError(f"loop: expected a positive integer, got {loop}")
         self.split, self.loop = split, loop
         self.segment_key, self.instance_key, self.with_normal = segment_key, instance_key, with_normal
+        if require_labels:  # training data without the preset's label arrays: wrong preset or data root
+            missing = [k for k in (segment_key, instance_key) if not (self.scenes[0] / f"{k}.npy").is_file()]
+            if missing:
+                names = ", ".join(m + ".npy" for m in missing)
+                raise DataError(f"{self.scenes[0]}: no {names}; the data root {root} was prepared for "
+                                f"another dataset than this preset expects")
 
     def __len__(self) -> int:
         return len(self.scenes) * self.loop
