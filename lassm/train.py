@@ -156,6 +156,8 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
     for i in range(count):
         scene = pipeline(_to(dataset[i], device), step_generator(cfg.seed, 0, i, 0, device))
         batch = pack_scenes([scene])
+        for key in ("origin_segment", "origin_instance"):  # no labels: predict without computing losses
+            batch.pop(key)
         predictions.append(model.predict(batch)[0])
         scenes.append({"segment": scene["origin_segment"].cpu(), "instance": scene["origin_instance"].cpu()})
     model.train(was_training)
