@@ -16,6 +16,13 @@ with peak memory. It first says which SSD scan (Triton or the PyTorch chunked sc
 depthwise conv (causal-conv1d or PyTorch) the Mamba2 mixers use. Name the variants as
 ``--variants -3 -0``, ``--variants=-3,-0`` or ``--variants t3 t0`` (argparse takes "-3" as a
 value only while no option looks like a negative number; the "=" and "t" forms never depend on it).
+
+``train`` times the training loop's own step (``lassm.train.load_batch`` + ``lassm.train.train_step``)
+on the batch of the three bench rooms with a full preset model (default ``scannet``): scenes move
+to the device, the preset's training augmentation runs there (``--no-augment``: the validation
+pipeline, i.e. voxelisation only, as the authors' timing), then forward, losses, backward,
+clipping and AdamW. It prints the median data time (to device + augmentation + packing), the
+optimisation time and their sum in seconds per step, and the peak memory.
 """
 
 from __future__ import annotations
@@ -297,6 +304,80 @@ def _format_decoder_row(row: dict) -> str:
             f"{row['train_ms']:11.1f} {row['train_peak_mb']:14.0f}")
 
 
+# ------------------------------------------------------------------------------- training step
+
+
+def bench_scene_tensors(scenes: list[dict]) -> list[dict[str, torch.Tensor]]:
+    """Bench scenes (``perf_*.npz``) as the training dataset yields them (CPU tensors, Pointcept keys)."""
+    out = []
+    for scene in scenes:
+        if "superpoint" not in scene or "segment20" not in scene:
+            raise ValueError("bench scenes: the training benchmark needs perf_*.npz scenes with labels and "
+                             "superpoints (see ../shared/bench/README.md)")
+        out.append({"coord": torch.as_tensor(scene["coord"], dtype=torch.float32),
+                    "color": torch.as_tensor(scene["color"], dtype=torch.float32),
+                    "superpoint": torch.as_tensor(scene["superpoint"].astype(np.int64)),
+                    "segment": torch.as_tensor(scene["segment20"].astype(np.int64)),
+                    "instance": torch.as_tensor(scene["instance"].astype(np.int64))})
+    return out
+
+
+def bench_train(scenes: list[dict], device: str = "cuda", preset_name: str = "scannet", variants=(3, 0),
+                amp: str = "auto", repeat: int = 10, augmentation: bool = True) -> list[dict]:
+    """Median seconds per training step of the training loop's own code, and peak memory (see module doc)."""
+    from . import augment
+    from .config import preset
+    from .model import LaSSM
+    from .train import _amp_dtype, load_batch, step_generator, train_step
+
+    device = torch.device(device)
+    tensors = bench_scene_tensors(scenes)
+    rows = []
+    for t_layer in variants:
+        cfg = preset(preset_name, variant=f"-{t_layer}")
+        cfg.train.amp = amp
+        aug_cfg = augment.augment_config(cfg.data.name, f"-{t_layer}")
+        pipeline = augment.train_pipeline(aug_cfg) if augmentation else augment.val_pipeline(aug_cfg)
+        torch.manual_seed(0)
+        model = LaSSM(cfg.model).to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                                      weight_decay=cfg.train.weight_decay)
+        amp_dtype = _amp_dtype(amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        data_ms, step_ms = [], []
+        for i in range(repeat + 2):
+            if i == 2:
+                _peak_reset(device)
+            _sync(device)
+            start = time.perf_counter()
+            batch = load_batch(tensors, pipeline, step_generator(0, 0, i, 0, device), device)
+            _sync(device)
+            loaded = time.perf_counter()
+            train_step(model, optimizer, scaler, batch, cfg.train.lr, amp_dtype, cfg.train)
+            _sync(device)
+            if i >= 2:  # two warm-up steps
+                data_ms.append((loaded - start) * 1e3)
+                step_ms.append((time.perf_counter() - loaded) * 1e3)
+        data, step = statistics.median(data_ms), statistics.median(step_ms)
+        rows.append({"variant": f"-{t_layer}", "preset": preset_name, "amp": str(amp_dtype or "fp32"),
+                     "augmentation": augmentation, "voxels": int(batch["offset"][-1]),
+                     "data_ms": data, "step_ms": step, "s_per_step": (data + step) / 1e3,
+                     "peak_mb": _peak_mb(device)})
+        print(_format_train_row(rows[-1]), flush=True)
+        del model, optimizer, batch
+    return rows
+
+
+TRAIN_HEADER = (f"{'variant':7} {'precision':15} {'augment':7} {'voxels':>8} {'data ms':>8} {'step ms':>8} "
+                f"{'s/step':>7} {'peak MB':>8}")
+
+
+def _format_train_row(row: dict) -> str:
+    augmented = "yes" if row["augmentation"] else "no"
+    return (f"{row['variant']:7} {row['amp']:15} {augmented:7} {row['voxels']:>8,} {row['data_ms']:>8.1f} "
+            f"{row['step_ms']:>8.1f} {row['s_per_step']:>7.3f} {row['peak_mb']:>8,.0f}")
+
+
 # ------------------------------------------------------------------------------- command line
 
 
@@ -325,6 +406,17 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--repeat", type=int, default=10, help="timed runs per measurement (median)")
     d.add_argument("--queries", type=int, default=400, help="num_query of the decoder")
     d.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    t = sub.add_parser("train", help="the training loop's step on the 3 bench rooms: s/step, peak memory")
+    t.add_argument("--device", default=default_device)
+    t.add_argument("--preset", default="scannet", help="model preset (scannet: 32-ch SpUNet, 400 queries)")
+    t.add_argument("--variants", nargs="+", default=["-3", "-0"], help="as for decoder")
+    t.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="train.amp (auto: bf16 where the GPU has it; the authors timed fp16)")
+    t.add_argument("--no-augment", action="store_true",
+                   help="voxelisation only (the validation pipeline), as the authors' timing")
+    t.add_argument("--repeat", type=int, default=10, help="timed steps (median), after two warm-up steps")
+    t.add_argument("--bench-dir", default=None, help=f"folder of perf_*.npz scenes (default {BENCH_DIR})")
+    t.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -337,6 +429,17 @@ def main(argv: list[str] | None = None) -> None:
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(HEADER)
         rows = bench_backbone(args.device, args.backends, args.precisions, args.repeat, scenes)
+    elif args.what == "train":
+        try:
+            variants = parse_variants(args.variants)
+        except ValueError as err:
+            parser.error(str(err))
+        scenes = load_bench_scenes(args.bench_dir, 3)
+        print(f"training step of lassm.train, preset {args.preset}, {len(scenes)} scenes, "
+              f"device {args.device}, torch {torch.__version__}")
+        print(TRAIN_HEADER)
+        rows = bench_train(scenes, args.device, args.preset, variants, args.amp, args.repeat,
+                           not args.no_augment)
     else:
         try:
             variants = parse_variants(args.variants)

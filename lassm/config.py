@@ -178,6 +178,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
     max_steps: int = 0  # stop after this many steps in total (0 = run all epochs); for smoke runs
     val_max_scenes: int = 0  # validate on at most this many scenes (0 = all)
+    # torch.distributed backend under torchrun: "auto" (NCCL on GPUs, else gloo), "nccl" or "gloo";
+    # gloo also runs several processes on one GPU (a test of the DDP path without more GPUs)
+    dist_backend: str = "auto"
 
     def __post_init__(self):
         if self.amp not in ("auto", "bf16", "fp16", "off"):
@@ -187,6 +190,9 @@ class TrainConfig:
                 raise ValueError(f"train.{name}: expected a positive integer, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr: expected > 0, got {self.lr}")
+        if self.dist_backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(f"train.dist_backend: expected 'auto', 'nccl' or 'gloo', "
+                             f"got {self.dist_backend!r}")
 
 
 @dataclass

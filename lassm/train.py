@@ -43,23 +43,26 @@ from .model import LaSSM, load_lassm_checkpoint
 # ------------------------------------------------------------------------------- helpers
 
 
-def _distributed() -> tuple[int, int, int]:
+def _distributed(backend: str = "auto") -> tuple[int, int, int]:
     """(rank, world size, local rank), starting the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
     if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     return torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _device(name: str, local_rank: int) -> torch.device:
+    """The process's device; local ranks beyond the GPU count share GPUs (gloo only: NCCL refuses)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
+        index = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device(name)
 
 
@@ -106,6 +109,46 @@ def _write_json(path: Path, obj) -> None:
 def _to(scene: dict, device: torch.device) -> dict:
     """The scene's tensors on the device (the name and other metadata stay behind)."""
     return {k: v.to(device, non_blocking=True) for k, v in scene.items() if torch.is_tensor(v)}
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss was NaN or infinite; raised before the step touched any weight."""
+
+
+def load_batch(scenes: list[dict], pipeline, generator: torch.Generator, device: torch.device) -> dict:
+    """Loaded scenes -> one packed batch: each scene moved to the device, augmented, then packed."""
+    return pack_scenes([pipeline(_to(s, device), generator) for s in scenes])
+
+
+def train_step(ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               batch: dict, lr: float, amp_dtype: torch.dtype | None, tc) -> dict[str, torch.Tensor]:
+    """One optimisation step (spec 10.1) at learning rate ``lr``; returns the losses (still on the device).
+
+    ``ddp`` is the model, wrapped in DistributedDataParallel when distributed. Forward under
+    autocast, the loss checked for NaN/inf (:class:`NonFiniteLoss`, weights untouched), backward
+    through the loss scaler, clipping (of the unscaled gradients unless ``tc.clip_scaled_grads``),
+    AdamW step.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    device_type = batch["feat"].device.type
+    autocast = (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    with autocast:
+        losses = ddp(batch).losses
+    loss = losses["loss"]
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if tc.clip_grad > 0:
+        if not tc.clip_scaled_grads:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, tc.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    return {k: v.detach() for k, v in losses.items()}
 
 
 class Logger:
@@ -170,7 +213,7 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
 def run(cfg: Config) -> dict:
     """Train ``cfg`` to the end (or to ``train.max_steps``); returns the last validation metrics."""
     tc = cfg.train
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = _distributed(tc.dist_backend)
     device = _device(tc.device, local_rank)
     run_dir = Path(tc.output_root) / tc.experiment
     if rank == 0:
@@ -207,7 +250,7 @@ def run(cfg: Config) -> dict:
             print(f"initialised from {tc.init_weights}: {len(report.missing)} missing, "
                   f"{len(report.unexpected)} unexpected, {len(report.skipped)} skipped keys", flush=True)
     ddp = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[local_rank] if device.type == "cuda" else None,
+        model, device_ids=[device.index] if device.type == "cuda" else None,
         broadcast_buffers=False, find_unused_parameters=True) if world > 1 else model
 
     per_step = tc.batch_size * world
@@ -228,27 +271,13 @@ def run(cfg: Config) -> dict:
         sums, seen, started = {}, 0, time.time()
         for i, scenes in enumerate(loader):
             step = state["step"]
-            g = step_generator(cfg.seed, epoch, i, rank, device)
-            batch = pack_scenes([pipeline(_to(s, device), g) for s in scenes])
+            batch = load_batch(scenes, pipeline, step_generator(cfg.seed, epoch, i, rank, device), device)
             lr = poly_lr(tc.lr, step, total, tc.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-                        else contextlib.nullcontext())
-            with autocast:
-                losses = ddp(batch).losses
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
-                                         f"the last good checkpoint is {last}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc.clip_grad > 0:
-                if not tc.clip_scaled_grads:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
+            try:
+                losses = train_step(ddp, optimizer, scaler, batch, lr, amp_dtype, tc)
+            except NonFiniteLoss as err:
+                raise NonFiniteLoss(f"{err} at step {step} (epoch {epoch + 1}); the last good "
+                                    f"checkpoint is {last}") from None
             state["step"] = step + 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()

@@ -117,3 +117,27 @@ def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):
     assert "validation AP" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no validation results"):
         train.last_validation(tmp_path)
+
+
+def test_torchrun_two_processes_share_each_step(data_root, tmp_path):
+    """DistributedDataParallel on the CPU (gloo): 2 processes, batch 1 each, split the 2 training scenes."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tiny(data_root, tmp_path, experiment="ddp", epochs=2, eval_interval=((1, 2),))
+    path = tmp_path / "ddp.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "lassm.train", "--config", str(path)]
+    proc = subprocess.run(command,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # one step per epoch: the global batch of 2 (1 per process) covers both training scenes
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
+    assert [r["epoch"] for r in records if r["kind"] == "val"] == [2]
+    ckpt = torch.load(run / "model_last.pth", weights_only=False)
+    assert ckpt["state"]["step"] == 2 and ckpt["state"]["epoch"] == 2
