@@ -329,3 +329,17 @@ def evaluate_predictions(predictions: Sequence, scenes: Sequence[dict], class_na
         instance = compact_instances(torch.as_tensor(scene["instance"]), label)
         evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
     return evaluator.compute()
+
+
+# ------------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]` (lassm.benchmark)."""
+    from lassm.benchmark import main as benchmark_main
+
+    return benchmark_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

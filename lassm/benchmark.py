@@ -1,0 +1,365 @@
+"""The official ScanNet instance benchmark on its own file format (REFERENCE_SPEC 9, issue 6).
+
+Reads and writes the layout of ScanNet's `BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`
+and reports its numbers: AP (mean over the nine overlaps 0.50..0.90), AP50 and AP25, overall and per class.
+
+Layout:
+- predictions: PRED_DIR/<scene>.txt, one line per predicted instance, `relative/mask/path label_id confidence`
+  separated by single spaces; the mask file (path relative to PRED_DIR, inside it) holds one 0/1 per line,
+  one line per mesh vertex.
+- ground truth: GT_DIR/<scene>.txt, one integer per vertex, label_id * 1000 + instance (instance >= 1);
+  0 = unannotated. Vertices whose label_id (= value // 1000) is not one of the evaluated class ids are void.
+The scenes evaluated are the prediction files (all `*.txt` at the top of PRED_DIR except the official
+output name `semantic_instance_evaluation.txt`).
+
+Label ids (`benchmark_classes`): ScanNet20 and ScanNet200 use the official raw ids without wall and floor
+(18 classes; 198 classes, where ScanNet200's floor is id 3 and id 2 is chair, as the official
+`VALID_PANOPTIC_IDS = (1, 3)` says). ScanNet++ and mOSD have no official ids: there a label id is the
+class's index in `CLASS_LABELS_PP` / `CLASS_LABELS_MOSD` plus one (0 stays "unannotated"), over their
+instance classes only: the 84 of `INSTANCE_CLASS_IDS_PP` (ids 4..100), and mOSD's "object" (id 2; "table",
+id 1, is stuff).
+
+The protocol is the official one; the matching and AP reuse `lassm.evaluate` (`scene_matches`,
+`InstanceEvaluator`, `average_precision`), which follows the same script. Details that the file format
+adds, each checked against the official script:
+- a prediction line is split on single spaces into exactly 3 fields; the label is read as int(float(x)),
+  the confidence as float(x); the mask path must be relative and (after normalisation) inside PRED_DIR.
+  Several lines naming the same mask file collapse into one prediction at the first line's position with
+  the last line's label and confidence (the official script keys a dict by the mask path).
+- mask nonzero = in the instance; a prediction with fewer than 100 vertices is dropped (after the check
+  that the mask has one line per GT vertex).
+- the official script silently skips prediction labels outside the class list. Here a label the dataset
+  defines but does not evaluate (ScanNet's wall, floor and other NYU40 ids 1..40; ScanNet200's 200 ids;
+  `dataset_label_ids`) is skipped the same way, and an id the dataset does not define at all is an error
+  naming the file and line, unless `unknown_labels="skip"` (CLI `--skip-unknown-labels`) skips it too.
+- the official script marks predictions "visited" by mask path across all scenes, so a mask file shared
+  by two prediction files makes its result depend on the directory listing order; that is an error here.
+- a class with GT whose predictions all end up neither matched nor false positive (all ignored) crashes the
+  official script (empty score list); `average_precision` gives AP 0 there, which is what we report.
+- classes without GT of at least 100 vertices are NaN (JSON null) and left out of the means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lassm.data.io import DataError, atomic_path
+from lassm.data.labels import (
+    CLASS_LABELS_20,
+    CLASS_LABELS_200,
+    CLASS_LABELS_MOSD,
+    CLASS_LABELS_PP,
+    INSTANCE_CLASS_IDS_PP,
+    VALID_CLASS_IDS_20,
+    VALID_CLASS_IDS_200,
+)
+from lassm.evaluate import MIN_REGION_SIZE, InstanceEvaluator
+
+CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
+RESULT_FILE = "semantic_instance_evaluation.txt"  # the official script's output name; never a scene
+MASK_FOLDER = "predicted_masks"
+
+
+class BenchmarkFileError(DataError):
+    """A benchmark file that cannot be read or breaks the format; the message names the file and line."""
+
+
+def benchmark_classes(name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(class names, label ids) of the instance classes evaluated for class list `name` (module docstring)."""
+    if name == "scannet20":
+        pairs = zip(CLASS_LABELS_20, VALID_CLASS_IDS_20, strict=True)
+    elif name == "scannet200":
+        pairs = zip(CLASS_LABELS_200, VALID_CLASS_IDS_200, strict=True)
+    elif name == "scannetpp":
+        pairs = ((CLASS_LABELS_PP[i], i + 1) for i in INSTANCE_CLASS_IDS_PP)
+    elif name == "mosd":
+        pairs = ((CLASS_LABELS_MOSD[1], 2),)
+    else:
+        raise ValueError(f"classes: expected one of {CLASS_LISTS}, got {name!r}")
+    if name in ("scannet20", "scannet200"):  # wall and floor are stuff (ScanNet200: ids 1 and 3)
+        pairs = ((n, i) for n, i in pairs if n not in ("wall", "floor"))
+    names, ids = zip(*pairs, strict=True)
+    return tuple(names), tuple(int(i) for i in ids)
+
+
+def dataset_label_ids(name: str) -> frozenset[int]:
+    """Every label id class list `name`'s dataset defines, evaluated or not (ScanNet20: NYU40's 1..40)."""
+    _, ids = benchmark_classes(name)  # checks the name
+    if name == "scannet20":
+        return frozenset(range(1, 41))
+    if name == "scannet200":
+        return frozenset(int(i) for i in VALID_CLASS_IDS_200)
+    if name == "scannetpp":
+        return frozenset(range(1, len(CLASS_LABELS_PP) + 1))
+    return frozenset(range(1, len(CLASS_LABELS_MOSD) + 1))
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _write_ints(path: Path, values: np.ndarray) -> None:
+    """Write one integer per line, atomically."""
+    text = "\n".join(map(str, values.tolist())) + "\n" if len(values) else ""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _check_scene(scene: str) -> str:
+    if not scene or any(c in scene for c in " \t\n/\\") or scene in (".", ".."):
+        raise ValueError(f"scene: expected a plain file stem without spaces or slashes, got {scene!r}")
+    return scene
+
+
+def write_predictions(out_dir, scene: str, masks, label_ids, scores) -> Path:
+    """Write one scene's predictions: `<scene>.txt` and `predicted_masks/<scene>_<k:03d>.txt`.
+
+    masks: (K, N) bool; label_ids: (K,) benchmark label ids; scores: (K,) confidences.
+    The masks are written first, the scene file last, so a scene file never points at missing masks.
+    Returns the scene file's path.
+    """
+    out_dir = Path(out_dir)
+    _check_scene(scene)
+    masks = np.asarray(masks)
+    label_ids = np.asarray(label_ids).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if masks.ndim != 2:
+        raise ValueError(f"masks: expected shape (K, N), got {masks.shape}")
+    if not len(label_ids) == len(scores) == masks.shape[0]:
+        raise ValueError(f"label_ids, scores: expected {masks.shape[0]} entries like masks, got "
+                         f"{len(label_ids)} and {len(scores)}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores: expected finite confidences")
+    if label_ids.size and not np.array_equal(label_ids, np.round(label_ids)):
+        raise ValueError(f"label_ids: expected integers, got {label_ids}")
+    lines = []
+    for k in range(masks.shape[0]):
+        rel = f"{MASK_FOLDER}/{scene}_{k:03d}.txt"
+        _write_ints(out_dir / rel, (masks[k] != 0).astype(np.int64))
+        lines.append(f"{rel} {int(label_ids[k])} {float(scores[k])!r}\n")
+    path = out_dir / f"{scene}.txt"
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines))
+    return path
+
+
+def write_gt(out_dir, scene: str, label_ids, instance, classes: str | None = None) -> Path:
+    """Write one scene's GT file: label_id * 1000 + instance per vertex, 0 = unannotated.
+
+    label_ids: (N,) benchmark label ids (<= 0 = unannotated); instance: (N,) ids, -1 = none. Instance ids
+    are renumbered 1..M in ascending order (the official convention starts at 1). With `classes` set,
+    vertices whose label is not one of its instance classes are written as 0 (the evaluation treats
+    them as void either way). Returns the file's path.
+    """
+    _check_scene(scene)
+    label_ids = np.asarray(label_ids).astype(np.int64).reshape(-1)
+    instance = np.asarray(instance).astype(np.int64).reshape(-1)
+    if label_ids.shape != instance.shape:
+        raise ValueError(f"instance: expected {len(label_ids)} ids like label_ids, got {len(instance)}")
+    keep = (instance >= 0) & (label_ids > 0)
+    if classes is not None:
+        keep &= np.isin(label_ids, benchmark_classes(classes)[1])
+    unique, inverse = np.unique(instance[keep], return_inverse=True)
+    if len(unique) >= 1000:
+        raise ValueError(f"instance: expected fewer than 1000 instances per scene, got {len(unique)}")
+    gt = np.zeros(len(label_ids), dtype=np.int64)  # (N,)
+    gt[keep] = label_ids[keep] * 1000 + inverse.reshape(-1) + 1
+    path = Path(out_dir) / f"{scene}.txt"
+    _write_ints(path, gt)
+    return path
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BenchmarkFileError(f"{path}: cannot read ({err})") from err
+
+
+def read_ints(path) -> np.ndarray:
+    """(N,) int64 from a file with one integer per line (GT and mask files)."""
+    path = Path(path)
+    lines = _read_lines(path)
+    try:
+        return np.array(lines, dtype=np.int64)
+    except (ValueError, OverflowError):
+        for n, line in enumerate(lines, start=1):
+            try:
+                int(line)
+            except ValueError:
+                raise BenchmarkFileError(f"{path}, line {n}: expected one integer, got {line!r}") from None
+        raise BenchmarkFileError(f"{path}: expected one integer per line") from None
+
+
+def read_mask(path, num_vertices: int) -> np.ndarray:
+    """(N,) bool mask from a mask file; one 0/1 per GT vertex."""
+    path = Path(path)
+    data = None
+    try:
+        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    except OSError as err:
+        raise BenchmarkFileError(f"{path}: cannot read ({err})") from err
+    # Fast path for the usual "0\n1\n..." text; anything else goes through the line parser.
+    if len(data) == 2 * num_vertices and (data[1::2] == 10).all() and (data[0::2] <= 49).all() \
+            and (data[0::2] >= 48).all():
+        return data[0::2] == 49
+    values = read_ints(path)
+    if len(values) != num_vertices:
+        raise BenchmarkFileError(f"{path}, line {min(len(values), num_vertices) + 1}: expected "
+                                 f"{num_vertices} lines (one per GT vertex), got {len(values)}")
+    bad = np.flatnonzero((values != 0) & (values != 1))
+    if len(bad):
+        raise BenchmarkFileError(f"{path}, line {bad[0] + 1}: expected 0 or 1, got {values[bad[0]]}")
+    return values == 1
+
+
+def read_prediction_file(path, pred_dir) -> dict[str, tuple[int, float, int]]:
+    """{absolute mask path: (label id, confidence, line number)} in line order, as the official dict."""
+    path, root = Path(path), os.path.abspath(pred_dir)
+    entries: dict[str, tuple[int, float, int]] = {}
+    for n, line in enumerate(_read_lines(path), start=1):
+        where = f"{path}, line {n}"
+        parts = line.split(" ")
+        if len(parts) != 3:
+            raise BenchmarkFileError(f"{where}: expected 3 fields separated by single spaces "
+                                     f"(mask path, label id, confidence), got {len(parts)}: {line!r}")
+        rel, label, conf = parts
+        if os.path.isabs(rel):
+            raise BenchmarkFileError(f"{where}: expected a mask path relative to {root}, got {rel!r}")
+        mask_path = os.path.abspath(os.path.join(root, rel))
+        if os.path.commonpath([mask_path, root]) != root or mask_path == root:
+            raise BenchmarkFileError(f"{where}: mask path {rel!r} points outside the prediction folder "
+                                     f"{root}")
+        try:
+            label_id = int(float(label))
+        except (ValueError, OverflowError):
+            raise BenchmarkFileError(f"{where}: expected an integer label id, got {label!r}") from None
+        try:
+            confidence = float(conf)
+        except ValueError:
+            confidence = math.nan
+        if math.isnan(confidence):
+            raise BenchmarkFileError(f"{where}: expected a numeric confidence, got {conf!r}")
+        entries[mask_path] = (label_id, confidence, n)  # a repeated path keeps its first position
+    return entries
+
+
+def scene_files(pred_dir, gt_dir) -> list[tuple[str, Path, Path]]:
+    """(scene, prediction file, GT file) for every prediction file, sorted by scene."""
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not pred_dir.is_dir():
+        raise BenchmarkFileError(f"{pred_dir}: prediction folder not found")
+    names = sorted(p.name for p in pred_dir.iterdir()
+                   if p.name.endswith(".txt") and p.name != RESULT_FILE and p.is_file())
+    if not names:
+        raise BenchmarkFileError(f"{pred_dir}: no prediction files (<scene>.txt) found")
+    out = []
+    for name in names:
+        gt = gt_dir / name
+        if not gt.is_file():
+            raise BenchmarkFileError(f"{pred_dir / name}: no ground truth for this scene ({gt} not found)")
+        out.append((name[:-4], pred_dir / name, gt))
+    return out
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_labels: str = "error") -> dict:
+    """The official benchmark's numbers for PRED_DIR against GT_DIR (module docstring for the format).
+
+    Returns {"ap", "ap50", "ap25", "classes": {name: {"ap", "ap50", "ap25"}}, "num_scenes"}; NaN (no GT
+    of that class) where the official script has NaN.
+    """
+    if unknown_labels not in ("error", "skip"):
+        raise ValueError(f"unknown_labels: expected 'error' or 'skip', got {unknown_labels!r}")
+    names, ids = benchmark_classes(classes)
+    known = dataset_label_ids(classes)
+    index = {label_id: c for c, label_id in enumerate(ids)}
+    sorted_ids = np.array(sorted(ids), dtype=np.int64)
+    index_of_sorted = np.array([index[i] for i in sorted_ids.tolist()], dtype=np.int64)
+    evaluator = InstanceEvaluator(names, min_region_size=MIN_REGION_SIZE)
+    owner: dict[str, Path] = {}  # mask path -> prediction file naming it
+    scenes = scene_files(pred_dir, gt_dir)
+    for _scene, pred_file, gt_file in scenes:
+        gt_ids = read_ints(gt_file)  # (N,)
+        label = gt_ids // 1000  # floor division, like the official script
+        pos = np.clip(np.searchsorted(sorted_ids, label), 0, len(sorted_ids) - 1)
+        valid = sorted_ids[pos] == label  # (N,) label is an evaluated class; the rest is void
+        gt_class = np.where(valid, index_of_sorted[pos], -1)  # (N,) class index, -1 = void
+        gt_instance = np.where(valid, gt_ids, -1)  # (N,) GT id, -1 = none
+        masks, scores, pred_classes = [], [], []
+        for mask_path, (label_id, confidence, line) in read_prediction_file(pred_file, pred_dir).items():
+            if label_id not in index:
+                if unknown_labels == "skip" or label_id in known:
+                    continue  # the official script's behaviour
+                raise BenchmarkFileError(f"{pred_file}, line {line}: label id {label_id} is not a {classes} "
+                                         f"label id (instance classes: {list(ids)})")
+            if mask_path in owner and owner[mask_path] != pred_file:
+                raise BenchmarkFileError(f"{pred_file}, line {line}: mask file {mask_path} is also used by "
+                                         f"{owner[mask_path]}; each scene needs its own mask files")
+            owner[mask_path] = pred_file
+            masks.append(read_mask(mask_path, len(gt_ids)))
+            scores.append(confidence)
+            pred_classes.append(index[label_id])
+        pred_masks = np.stack(masks) if masks else np.zeros((0, len(gt_ids)), dtype=bool)  # (K, N)
+        evaluator.add(pred_masks, np.asarray(scores, dtype=np.float64), np.asarray(pred_classes, np.int64),
+                      gt_instance, gt_class)
+    res = evaluator.compute()
+    per_class = {name: {"ap": r["AP"], "ap50": r["AP50"], "ap25": r["AP25"]}
+                 for name, r in res["per_class"].items()}
+    return {"ap": res["AP"], "ap50": res["AP50"], "ap25": res["AP25"], "classes": per_class,
+            "num_scenes": len(scenes)}
+
+
+def format_results(results: dict) -> str:
+    """A readable table: class, AP, AP50, AP25 per class, then the average row (nan = no GT)."""
+    width = max(15, *(len(n) for n in results["classes"]))
+    line = "-" * (width + 27)
+    rows = [f"{'class':<{width}} {'AP':>8} {'AP50':>8} {'AP25':>8}", line]
+    for name, r in results["classes"].items():
+        rows.append(f"{name:<{width}} {r['ap']:>8.3f} {r['ap50']:>8.3f} {r['ap25']:>8.3f}")
+    average = f"{results['ap']:>8.3f} {results['ap50']:>8.3f} {results['ap25']:>8.3f}"
+    rows += [line, f"{'average':<{width}} {average}"]
+    return "\n".join(rows)
+
+
+def _json_safe(obj):
+    """NaN -> None (JSON null), recursively."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes ...] [--json OUT.json]`."""
+    parser = argparse.ArgumentParser(prog="python -m lassm.evaluate",
+                                     description="ScanNet instance benchmark AP on the official file layout.")
+    parser.add_argument("--pred", required=True, help="folder of <scene>.txt prediction files")
+    parser.add_argument("--gt", required=True, help="folder of <scene>.txt GT files (label*1000+instance)")
+    parser.add_argument("--classes", default="scannet20", choices=CLASS_LISTS, help="class list")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--skip-unknown-labels", action="store_true",
+                        help="also skip label ids the dataset does not define (as the official script)")
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate_benchmark(args.pred, args.gt, args.classes,
+                                     "skip" if args.skip_unknown_labels else "error")
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
+    print(format_results(results))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(_json_safe(results), indent=2) + "\n")
+    return 0
