@@ -73,6 +73,16 @@ class DecoderConfig:
     # "superpoints" reproduces the reference.
     centre_range: str = "points"
     use_kernels: bool = True  # Triton SSD scan and FPS, causal-conv1d, when importable on a GPU
+    # Ablation axes (06_ablations); the defaults are LaSSM as published.
+    # query_init: "semantic_fps" (spec 6.2: FPS over the floor(alpha S) most confident superpoints),
+    # "fps" (FPS over all superpoints, no semantic filter), "semantic_topk" (the num_query most confident).
+    query_init: str = "semantic_fps"
+    # mixer between the layer's attention/aggregation and its FFN: "ssm" (Mamba2 along the `order`
+    # curves; one entry = single path), "attention" (self-attention among the queries), "none"
+    mixer: str = "ssm"
+    # centre_refine: queries move by each head's predicted centre offset (spec 6.3); False keeps them at
+    # their seed superpoints (the heads still predict, and are trained on, seed + offset)
+    centre_refine: bool = True
 
     def __post_init__(self):
         if not 0 <= self.t_layer <= self.num_layers:
@@ -80,6 +90,14 @@ class DecoderConfig:
         if self.centre_range not in ("points", "superpoints"):
             raise ValueError(f"decoder.centre_range: expected 'points' or 'superpoints', "
                              f"got {self.centre_range!r}")
+        choices = {"query_init": ("semantic_fps", "fps", "semantic_topk"),
+                   "mixer": ("ssm", "attention", "none")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"decoder.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        curves = ("hilbert", "hilbert-trans", "z", "z-trans")
+        if not self.order or any(o not in curves for o in self.order):
+            raise ValueError(f"decoder.order: expected one or more of {curves}, got {self.order!r}")
         if not 0 < self.alpha <= 1:
             raise ValueError(f"decoder.alpha: expected a fraction in (0, 1], got {self.alpha}")
         for name in ("num_query", "k", "d_model", "num_layers", "heads"):

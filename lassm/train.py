@@ -96,6 +96,15 @@ def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.de
     return g
 
 
+def _peak_mb(device: torch.device) -> float:
+    """Peak memory so far in MB: CUDA allocations on a GPU, the process's resident high-water mark on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -196,6 +205,7 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
     was_training = model.training
     model.eval()
     predictions, scenes = [], []
+    started = time.perf_counter()
     for i in range(count):
         scene = pipeline(_to(dataset[i], device), step_generator(cfg.seed, 0, i, 0, device))
         batch = pack_scenes([scene])
@@ -204,7 +214,9 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
         predictions.append(model.predict(batch)[0])
         scenes.append({"segment": scene["origin_segment"].cpu(), "instance": scene["origin_instance"].cpu()})
     model.train(was_training)
-    return evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
+    metrics = evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
+    metrics["seconds_per_scene"] = (time.perf_counter() - started) / max(count, 1)  # preprocessing + predict
+    return metrics
 
 
 # ------------------------------------------------------------------------------- the run
@@ -253,6 +265,8 @@ def run(cfg: Config) -> dict:
         model, device_ids=[device.index] if device.type == "cuda" else None,
         broadcast_buffers=False, find_unused_parameters=True) if world > 1 else model
 
+    if state["step"] == 0:
+        logger.log("run", 0, {"params": sum(p.numel() for p in model.parameters()), "processes": world})
     per_step = tc.batch_size * world
     steps_per_epoch = max(1, len(train_set) // per_step)  # drop_last, as the reference
     total = tc.epochs * steps_per_epoch
@@ -288,12 +302,14 @@ def run(cfg: Config) -> dict:
                 break
         state["epoch"] = epoch + 1
         logger.log("epoch", state["step"], {**{k: v / max(seen, 1) for k, v in sums.items()},
-                                            "epoch": state["epoch"], "seconds": time.time() - started})
+                                            "epoch": state["epoch"], "seconds": time.time() - started,
+                                            "peak_mb": _peak_mb(device)})
         finished = state["epoch"] >= tc.epochs or bool(tc.max_steps and state["step"] >= tc.max_steps)
         if rank == 0 and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished):
             metrics = validate(model, val_set, cfg, device)
             logger.log("val", state["step"], {"AP": metrics["AP"], "AP50": metrics["AP50"],
-                                              "AP25": metrics["AP25"], "epoch": state["epoch"]})
+                                              "AP25": metrics["AP25"], "epoch": state["epoch"],
+                                              "seconds_per_scene": metrics["seconds_per_scene"]})
             if metrics["AP50"] > state["best_ap50"]:
                 state["best_ap50"] = metrics["AP50"]
                 _save({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),

@@ -43,8 +43,14 @@ def test_smoke_run_writes_config_metrics_and_checkpoints(data_root, tmp_path):
     assert (run / "model_last.pth").is_file() and (run / "model_best.pth").is_file()
     assert config.Config.from_dict(json.loads((run / "config.json").read_text())).train.epochs == 3
     assert len(losses(run)) == 6  # 2 training scenes, batch 1, 3 epochs
-    kinds = [json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
     assert kinds.count("val") == 2  # epoch 2 (every 2) and the last epoch
+    (start,) = [r for r in records if r["kind"] == "run"]  # what the ablation table reads
+    model = train.LaSSM(tiny(data_root, tmp_path).model)
+    assert start["params"] == sum(p.numel() for p in model.parameters())
+    assert all(r["peak_mb"] > 0 for r in records if r["kind"] == "epoch")
+    assert all(0 < r["seconds_per_scene"] < 60 for r in records if r["kind"] == "val")
 
 
 @pytest.fixture

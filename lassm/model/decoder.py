@@ -34,7 +34,8 @@ class Stage(NamedTuple):
     labels: list[torch.Tensor]  # (Q_b, C + 1) class logits, background last
     masks: list[torch.Tensor]  # (Q_b, S_b) superpoint mask logits
     centres: list[torch.Tensor]  # (Q_b, 3) predicted centres, normalised to [0, 1] of the scene range
-    positions: list[torch.Tensor] | None = None  # (Q_b, 3) query positions in metres after this stage
+    # (Q_b, 3) predicted centres in metres after this stage: where the queries move (centre_refine)
+    positions: list[torch.Tensor] | None = None
 
 
 class DecoderOutput(NamedTuple):
@@ -131,6 +132,26 @@ class SSMBlock(nn.Module):
         return query
 
 
+class SelfAttentionBlock(nn.Module):
+    """Ablation ``mixer="attention"``: self-attention among the queries in place of the SSM block.
+
+    The same pre-norm residual form as :class:`SSMBlock`; like it, no positional encoding is added
+    (there positions enter only through the curve order; here they do not enter at all).
+    """
+
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, batch_first=True)
+        self.pre_norm = nn.LayerNorm(cfg.d_model)
+        self.final_norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, query, pos):
+        """query (Q, D), pos (unused) -> (Q, D)."""
+        y = self.pre_norm(query)[None]  # (1, Q, D)
+        y = self.attn(y, y, y, need_weights=False)[0][0]  # (Q, D)
+        return self.final_norm(query + y)
+
+
 class FFN(nn.Module):
     def __init__(self, d_model: int, hidden: int):
         super().__init__()
@@ -144,7 +165,8 @@ class FFN(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Cross-attention (``cross_attn``) or local aggregation (``aggregation``), then SSM, then FFN."""
+    """Cross-attention (``cross_attn``) or local aggregation (``aggregation``), then the query mixer
+    (``ssm``; the ablations' ``self_attn`` or none, ``cfg.mixer``), then FFN."""
 
     def __init__(self, cfg: DecoderConfig, cross_attention: bool):
         super().__init__()
@@ -152,7 +174,8 @@ class DecoderLayer(nn.Module):
             self.cross_attn = CrossAttention(cfg.d_model, cfg.heads)
         else:
             self.aggregation = LocalAggregation(cfg.d_model, cfg.k)
-        self.ssm = SSMBlock(cfg)
+        self.ssm = SSMBlock(cfg) if cfg.mixer == "ssm" else None
+        self.self_attn = SelfAttentionBlock(cfg) if cfg.mixer == "attention" else None
         self.ffn = FFN(cfg.d_model, cfg.ffn_hidden)
 
     def forward(self, query, pos, inst_feats, sp_coord, attn_mask=None):
@@ -160,26 +183,46 @@ class DecoderLayer(nn.Module):
             query = self.cross_attn(query, inst_feats, attn_mask)
         else:  # the attention mask is ignored here, as in the reference
             query = self.aggregation(query, pos, inst_feats, sp_coord)
-        return self.ffn(self.ssm(query, pos))
+        if self.ssm is not None:
+            query = self.ssm(query, pos)
+        elif self.self_attn is not None:
+            query = self.self_attn(query, pos)
+        return self.ffn(query)
 
 
 # ------------------------------------------------------------------------------- query init
 
 
+def superpoint_confidence(sp_seg: torch.Tensor) -> torch.Tensor:
+    """(S,) the query-initialisation confidence: the largest non-background class probability."""
+    return sp_seg.detach().float().softmax(-1)[:, :-1].max(-1).values
+
+
 def select_queries(sp_seg: torch.Tensor, sp_coord: torch.Tensor, alpha: float, num_query: int,
-                   use_kernel: bool = True):
+                   use_kernel: bool = True, mode: str = "semantic_fps"):
     """Semantic-spatial query initialisation (spec 6.2): indices of the seed superpoints.
 
     sp_seg (S, C + 1) logits, sp_coord (S, 3). With m = floor(alpha S) > num_query: the m most
     confident superpoints (sorted by confidence), FPS from the most confident one, the sampled
     candidates in confidence order without duplicates. Otherwise every superpoint, in order.
+    Ablations (``mode``): "fps" samples num_query of all S superpoints from superpoint 0 (index
+    order); "semantic_topk" takes the num_query most confident (confidence order); both use every
+    superpoint when S <= num_query.
     """
     num_sp = sp_seg.shape[0]
+    if mode != "semantic_fps":
+        if num_sp <= num_query:
+            return torch.arange(num_sp, device=sp_seg.device)
+        with torch.no_grad():
+            if mode == "semantic_topk":
+                return superpoint_confidence(sp_seg).topk(num_query, sorted=True).indices
+            sampled = farthest_point_sampling(sp_coord.float(), num_query, use_kernel=use_kernel)
+            return torch.unique(sampled)
     m = int(alpha * num_sp)
     if m <= num_query:
         return torch.arange(num_sp, device=sp_seg.device)
     with torch.no_grad():
-        confidence = sp_seg.float().softmax(-1)[:, :-1].max(-1).values  # (S,)
+        confidence = superpoint_confidence(sp_seg)  # (S,)
         _, candidates = confidence.topk(m, sorted=True)  # (m,) most confident first
         sampled = farthest_point_sampling(sp_coord[candidates].float(), num_query,
                                           use_kernel=use_kernel)  # (num_query,)
@@ -237,22 +280,24 @@ class LaSSMDecoder(nn.Module):
         if reference_range:
             point_ranges = [(c.min(0).values, c.max(0).values) for c in sp_coords]
 
-        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels)
+        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels, cfg.query_init)
                       for seg, xyz in zip(sp_seg, sp_coords, strict=True)]
         query = [self.query_proj(f[i]) for f, i in zip(sp_feats, select_idx, strict=True)]  # (Q, D)
         pos = [c[i] for c, i in zip(sp_coords, select_idx, strict=True)]  # (Q, 3) metres
 
         stages, attn_masks = [], [None] * len(sp_feats)
         for layer in [None, *self.layers]:
-            labels, masks = [], []
+            labels, masks, predicted = [], [], []
             for b in range(len(sp_feats)):
                 if layer is not None:
                     query[b] = layer(query[b], pos[b], inst_feats[b], sp_coords[b], attn_masks[b])
                 logits, offset, mask, attn_masks[b] = self.head(query[b], mask_feats[b])
-                pos[b] = pos[b] + offset  # accumulated and not detached (spec 11.1.10)
+                predicted.append(pos[b] + offset)  # accumulated and not detached (spec 11.1.10)
+                if cfg.centre_refine:  # the queries move to their predicted centres
+                    pos[b] = predicted[b]
                 labels.append(logits)
                 masks.append(mask)
             centres = [normalised_centres(p, lo, hi, reference_range)
-                       for p, (lo, hi) in zip(pos, point_ranges, strict=True)]
-            stages.append(Stage(labels, masks, centres, list(pos)))
+                       for p, (lo, hi) in zip(predicted, point_ranges, strict=True)]
+            stages.append(Stage(labels, masks, centres, predicted))
         return DecoderOutput(stages, sp_seg, select_idx)

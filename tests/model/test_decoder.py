@@ -8,8 +8,10 @@ import torch
 from lassm.config import DecoderConfig
 from lassm.model.decoder import (
     CrossAttention,
+    DecoderLayer,
     LaSSMDecoder,
     LocalAggregation,
+    SelfAttentionBlock,
     SSMBlock,
     normalised_centres,
     select_queries,
@@ -163,3 +165,66 @@ def test_decoder_config_rejects_bad_values():
         DecoderConfig(centre_range="voxels")
     with pytest.raises(ValueError, match="decoder.d_model"):
         DecoderConfig(d_model=100)
+
+
+# ------------------------------------------------------------------------------- ablation axes
+
+
+def test_select_queries_ablation_modes():
+    torch.manual_seed(1)
+    sp_seg, coords = torch.randn(60, 5), torch.rand(60, 3)
+    conf = torch.softmax(sp_seg, -1)[:, :-1].max(-1).values
+    ranked = sorted(range(60), key=lambda i: -float(conf[i]))
+    topk = select_queries(sp_seg, coords, 0.8, 10, mode="semantic_topk")
+    assert topk.tolist() == ranked[:10]  # the ten most confident, most confident first
+    fps = select_queries(sp_seg, coords, 0.8, 10, mode="fps")
+    assert fps.tolist() == sorted(set(brute_fps(coords, 10)))  # all superpoints, from superpoint 0
+    for mode in ("fps", "semantic_topk"):  # S <= num_query: every superpoint
+        assert select_queries(sp_seg[:8], coords[:8], 0.8, 10, mode=mode).tolist() == list(range(8))
+
+
+def test_mixer_none_and_attention_layers():
+    torch.manual_seed(0)
+    query, pos = torch.randn(7, 64), torch.rand(7, 3)
+    inst, sp = torch.randn(12, 64), torch.rand(12, 3)
+    none = DecoderLayer(small_cfg(mixer="none"), cross_attention=False)
+    assert none.ssm is None and none.self_attn is None
+    assert not any("ssm" in name for name, _ in none.named_parameters())
+    torch.testing.assert_close(none(query, pos, inst, sp), none.ffn(none.aggregation(query, pos, inst, sp)))
+    block = SelfAttentionBlock(small_cfg(mixer="attention"))
+    y = block.pre_norm(query)
+    q_b, k_b, v_b = block.attn.in_proj_bias.view(3, 4, 16)
+    heads = []
+    for h in range(4):  # one attention head by hand, biases included
+        qh = y @ block.attn.in_proj_weight[h * 16:(h + 1) * 16].T + q_b[h]
+        kh = y @ block.attn.in_proj_weight[64 + h * 16:64 + (h + 1) * 16].T + k_b[h]
+        vh = y @ block.attn.in_proj_weight[128 + h * 16:128 + (h + 1) * 16].T + v_b[h]
+        heads.append(torch.softmax(qh @ kh.T / 4.0, -1) @ vh)
+    expected = block.final_norm(query + block.attn.out_proj(torch.cat(heads, 1)))
+    torch.testing.assert_close(block(query, pos), expected, rtol=1e-5, atol=1e-5)
+    perm = torch.randperm(7)  # no positions: permuting the queries permutes the output
+    torch.testing.assert_close(block(query[perm], pos[perm]), block(query, pos)[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_without_centre_refinement_queries_stay_at_their_seeds():
+    torch.manual_seed(0)
+    cfg = small_cfg(num_layers=2, t_layer=0, centre_refine=False)
+    dec = LaSSMDecoder(cfg, in_channels=8, num_classes=3)
+    feats, coords = [torch.randn(40, 8)], [torch.rand(40, 3) * 4]
+    seen = []
+    for layer in dec.layers:  # the positions each layer's local aggregation receives
+        layer.aggregation.register_forward_hook(lambda m, args, out: seen.append(args[1].clone()))
+    out = dec(feats, coords, [(torch.zeros(3), torch.ones(3) * 4)])
+    seeds = coords[0][out.select_idx[0]]
+    assert len(seen) == 2 and all(torch.equal(p, seeds) for p in seen)
+    offsets = []
+    dec.out_center.register_forward_hook(lambda m, args, out: offsets.append(out.detach()))
+    out = dec(feats, coords, [(torch.zeros(3), torch.ones(3) * 4)])
+    for stage, offset in zip(out.stages, offsets, strict=True):  # each head predicts seed + its own offset
+        torch.testing.assert_close(stage.positions[0], seeds + offset)
+
+
+def test_ablation_config_values_are_checked():
+    for field, value in (("query_init", "random"), ("mixer", "lstm"), ("order", ("peano",)), ("order", ())):
+        with pytest.raises(ValueError, match=f"decoder.{field}"):
+            small_cfg(**{field: value})
