@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lassm.viz import (
+    class_scores_figure,
+    decoder_slider_figure,
+    decoder_stage_figure,
     instance_comparison_figure,
+    instance_match_table,
     label_colors,
     match_instances,
     per_class_figure,
+    prediction_vs_gt_figure,
+    query_init_figure,
+    save_html,
     scene_figure,
+    scene_view_figure,
 )
 
 
@@ -120,3 +129,123 @@ def test_instance_comparison_figure_counts_missed_and_subsamples():
     assert list(again.data[0].x) == list(fig.data[0].x)  # seeded
     empty = instance_comparison_figure(coord, gt, np.zeros((0, len(coord)), bool), np.zeros(0))
     assert set(empty.data[1].marker.color) == {GREY}
+
+
+# ------------------------------------------------------------------------------- query figures (notebook 05)
+
+KINDS = ("init", "cross-attention", "local aggregation", "local aggregation")
+
+
+def fake_trace(n: int = 3000, s: int = 12, q: int = 5, k: int = 4) -> dict:
+    """Arrays shaped like a SceneTrace: T = 4 stages (init, one cross-attention, two local aggregation)."""
+    rng = np.random.default_rng(0)
+    t = len(KINDS)
+    neighbours = [None, None, rng.integers(0, s, (q, k)), rng.integers(0, s, (q, k))]
+    neighbours[3][0, -1] = -1  # an empty slot (a scene of fewer than k superpoints)
+    return {"coord": rng.random((n, 3)), "superpoint": rng.integers(0, s, n), "sp_coord": rng.random((s, 3)),
+            "positions": rng.random((t, q, 3)), "mask_probs": rng.random((t, q, s)), "kinds": KINDS,
+            "neighbours": neighbours, "seed_positions": rng.random((q, 3))}
+
+
+def test_scene_view_figure_dropdown_starts_at_mode_and_caps_points():
+    rng = np.random.default_rng(0)
+    n = 4000
+    colors = {m: rng.integers(0, 255, (n, 3)).astype(np.uint8) for m in ("RGB", "semantic", "instance")}
+    fig = scene_view_figure(rng.random((n, 3)), colors, mode="semantic", max_points=500)
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 500
+    menu = fig.layout.updatemenus[0]
+    assert [b.label for b in menu.buttons] == ["RGB", "semantic", "instance"] and menu.active == 1
+    assert list(fig.data[0].marker.color) == list(menu.buttons[1].args[0]["marker.color"][0])
+    with pytest.raises(ValueError, match="mode"):
+        scene_view_figure(rng.random((n, 3)), colors, mode="height")
+    with pytest.raises(ValueError, match="colors_by_mode"):
+        scene_view_figure(rng.random((n, 3)), {"RGB": colors["RGB"][:10]})
+
+
+def test_query_init_figure_layers():
+    tr = fake_trace()
+    conf = np.linspace(0, 1, 12)
+    fig = query_init_figure(tr["coord"], tr["sp_coord"], conf, np.array([11, 10, 9, 8, 7]), np.array([11, 8]),
+                            max_points=1000)
+    points, sps, cands, queries = fig.data
+    assert len(points.x) == 1000 and len(sps.x) == 12 and len(cands.x) == 5 and len(queries.x) == 2
+    assert sps.marker.colorbar.title.text == "confidence"
+    np.testing.assert_allclose(sps.marker.color, conf, rtol=1e-6)
+    np.testing.assert_allclose([queries.x[1], queries.y[1], queries.z[1]], tr["sp_coord"][8])
+
+
+def test_decoder_stage_figure_mask_heat_trails_and_neighbours_only_when_aggregating():
+    tr = fake_trace()
+    q = 2
+    for stage, kind in enumerate(KINDS):
+        fig = decoder_stage_figure(**tr, stage=stage, query=q, max_points=800)
+        points, trails, queries, chosen, near = fig.data
+        assert len(points.x) == 800 and len(queries.x) == 5 and len(chosen.x) == 1
+        # the heat map is the query's mask probability at each drawn point's superpoint
+        keep = np.flatnonzero(np.isin(tr["coord"][:, 0].astype(np.float32), points.x))
+        np.testing.assert_allclose(points.marker.color, tr["mask_probs"][stage, q][tr["superpoint"][keep]],
+                                   rtol=1e-6)
+        drawn = np.isfinite(np.asarray(trails.x, dtype=float)).sum()
+        assert drawn == 5 * (stage + 2)  # every query: its seed, then stages 0..stage
+        expected = 0 if kind != "local aggregation" else int((tr["neighbours"][stage][q] >= 0).sum())
+        assert len(near.x) == expected
+        if expected:
+            idx = tr["neighbours"][stage][q]
+            np.testing.assert_allclose(near.x, tr["sp_coord"][idx[idx >= 0], 0])
+    assert len(decoder_stage_figure(**tr, stage=3, query=0).data[4].x) == 3  # one slot empty
+    bare = decoder_stage_figure(**tr, stage=2, query=None, trail=False)
+    assert len(bare.data[1].x) == 0 and len(bare.data[3].x) == 0 and len(bare.data[4].x) == 0
+    with pytest.raises(ValueError, match="stage"):
+        decoder_stage_figure(**tr, stage=4)
+    with pytest.raises(ValueError, match="query"):
+        decoder_stage_figure(**tr, stage=0, query=5)
+
+
+def test_decoder_slider_figure_has_one_frame_per_stage():
+    tr = fake_trace()
+    fig = decoder_slider_figure(**tr, query=1, max_points=700)
+    assert len(fig.frames) == len(KINDS) == len(fig.layout.sliders[0].steps)
+    assert [f.name for f in fig.frames] == ["0", "1", "2", "3"]
+    assert [list(s.args[0]) for s in fig.layout.sliders[0].steps] == [["0"], ["1"], ["2"], ["3"]]
+    assert len(fig.data[0].x) == 700
+    for stage, frame in enumerate(fig.frames):
+        assert len(frame.data) == len(fig.data) == 5 and list(frame.traces) == [0, 1, 2, 3, 4]
+        assert frame.data[0].x is None and len(frame.data[0].marker.color) == 700  # only new colours
+        single = decoder_stage_figure(**tr, stage=stage, query=1, max_points=700)
+        np.testing.assert_allclose(frame.data[0].marker.color, single.data[0].marker.color)
+        assert len(frame.data[4].x) == len(single.data[4].x)
+        assert (len(frame.data[4].x) > 0) == (KINDS[stage] == "local aggregation")
+
+
+def test_class_scores_figure():
+    fig = class_scores_figure(np.array([0.1, 0.6, 0.3]), ("chair", "table"))
+    assert list(fig.data[0].x) == ["chair", "table", "background"]
+    assert fig.data[0].marker.color[1] != fig.data[0].marker.color[0]  # the most likely stands out
+    with pytest.raises(ValueError, match="class_names"):
+        class_scores_figure(np.array([0.1, 0.6, 0.3]), ("chair",))
+
+
+def test_instance_match_table_and_prediction_vs_gt_figure():
+    coord, gt, masks, scores = two_object_scene()
+    rows = instance_match_table(gt, masks[1:], scores[1:])  # drop the prediction of GT 9: a miss
+    assert [(r["prediction"], r["gt"], r["status"]) for r in rows] == [
+        (0, -1, "false positive"), (1, 7, "match"), (-1, 9, "miss")]
+    assert rows[1]["iou"] == pytest.approx(0.8)
+    fig = prediction_vs_gt_figure(coord, gt, masks[1:], scores[1:], max_points=250)
+    names = [t.name for t in fig.data]
+    missed, false_pos, labels = (fig.data[names.index(n)] for n in ("missed GT", "false positives", "IoU"))
+    n_missed = len(missed.x)
+    assert 0 < n_missed <= 100 and n_missed <= 250  # GT 9's drawn points
+    assert 0 < len(false_pos.x) <= 60
+    assert list(labels.text) == ["IoU 0.80"]  # matched pairs only; false positives are the red overlay
+    assert "1 missed" in fig.layout.annotations[0].text
+
+
+def test_save_html_writes_a_standalone_file(tmp_path):
+    fig = class_scores_figure(np.array([0.5, 0.5]), ("chair",))
+    path = save_html(fig, tmp_path / "outputs" / "explore" / "scores.html")
+    text = path.read_text()
+    assert path.is_file() and "<html>" in text[:200] and len(text) > 1_000_000  # plotly.js inside
+    assert not list(path.parent.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="path"):
+        save_html(fig, tmp_path / "scores.png")
