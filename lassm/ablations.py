@@ -308,7 +308,7 @@ def collect(study_dir: str | os.PathLike) -> list[dict]:
             "params": int(runs[0]["params"]) if runs else None,
             "peak_mb": max(r.get("peak_mb", 0.0) for r in epochs) if epochs else None,
             "error": (failed or {}).get("error", "") if not done else "",
-            "run_dir": str(run_dir),
+            "run_dir": run_dir.name,  # relative to the study folder
         })
     order = list((_read_marker(study_dir / "study.json") or {}).get("variants", {}))
     rank = {name: i for i, name in enumerate(order)}
@@ -398,7 +398,7 @@ def curves_figure(study_dir: str | os.PathLike) -> go.Figure:
     fig = go.Figure()
     colors: dict[str, str] = {}
     for row in collect(study_dir):
-        val = [r for r in read_metrics(row["run_dir"]) if r.get("kind") == "val"]
+        val = [r for r in read_metrics(Path(study_dir) / row["run_dir"]) if r.get("kind") == "val"]
         if not val:
             continue
         first = row["variant"] not in colors

@@ -61,6 +61,12 @@ class AugmentConfig:
     val_rotate_z: float | None = None  # fixed validation rotation about z in units of pi (ScanNet "-3": 0.35)
 
 
+def model_variant(t_layer: int) -> str:
+    """The released decoder whose augmentation a decoder with ``t_layer`` cross-attention layers uses:
+    "-0" without cross-attention, else "-3" (so the ablations' t_layer 6 trains like "-3")."""
+    return "-0" if t_layer == 0 else "-3"
+
+
 def augment_config(preset_name: str, variant: str = "-3") -> AugmentConfig:
     """The augmentation of a dataset preset; synthetic and mOSD use the ScanNet pipeline (3.3)."""
     if preset_name not in PRESETS:

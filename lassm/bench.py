@@ -336,7 +336,7 @@ def bench_train(scenes: list[dict], device: str = "cuda", preset_name: str = "sc
     for t_layer in variants:
         cfg = preset(preset_name, variant=f"-{t_layer}")
         cfg.train.amp = amp
-        aug_cfg = augment.augment_config(cfg.data.name, f"-{t_layer}")
+        aug_cfg = augment.augment_config(cfg.data.name, augment.model_variant(t_layer))
         pipeline = augment.train_pipeline(aug_cfg) if augmentation else augment.val_pipeline(aug_cfg)
         torch.manual_seed(0)
         model = LaSSM(cfg.model).to(device).train()

@@ -240,7 +240,8 @@ def prepare_input(arrays: dict, cfg: Config, device: str | torch.device,
         scene[key] = (torch.full((n,), -1, dtype=torch.int64) if values is None
                       else torch.as_tensor(np.asarray(values), dtype=torch.int64))
     scene = {k: v.to(device) for k, v in scene.items()}
-    pipeline = augment.val_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
+    pipeline = augment.val_pipeline(
+        augment.augment_config(cfg.data.name, augment.model_variant(cfg.model.decoder.t_layer)))
     batch = pack_scenes([pipeline(scene, step_generator(cfg.seed, 0, scene_index, 0, device))])
     for key in ("origin_segment", "origin_instance"):
         batch.pop(key)

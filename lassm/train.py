@@ -198,7 +198,8 @@ class Logger:
 @torch.no_grad()
 def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device) -> dict:
     """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9."""
-    pipeline = augment.val_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
+    pipeline = augment.val_pipeline(
+        augment.augment_config(cfg.data.name, augment.model_variant(cfg.model.decoder.t_layer)))
     count = len(dataset.scenes)
     if cfg.train.val_max_scenes:
         count = min(count, cfg.train.val_max_scenes)
@@ -237,7 +238,8 @@ def run(cfg: Config) -> dict:
                              require_labels=True)
     val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key,
                            require_labels=True)
-    pipeline = augment.train_pipeline(augment.augment_config(cfg.data.name, f"-{cfg.model.decoder.t_layer}"))
+    pipeline = augment.train_pipeline(
+        augment.augment_config(cfg.data.name, augment.model_variant(cfg.model.decoder.t_layer)))
 
     torch.manual_seed(cfg.seed)
     model = LaSSM(cfg.model).to(device)

@@ -26,3 +26,12 @@ def test_grid_sample_first_rejects_bad_input():
         grid_sample_first(torch.zeros(0, 3))
     with pytest.raises(ValueError, match="grid_size"):
         grid_sample_first(torch.rand(5, 3), 0.0)
+
+
+def test_every_t_layer_gets_a_released_augmentation():
+    """Decoders beyond the released "-3" / "-0" (the ablations' t_layer 6) train with "-3"'s pipeline."""
+    from lassm.augment import augment_config, model_variant
+
+    assert [model_variant(t) for t in range(7)] == ["-0"] + ["-3"] * 6
+    for t in range(7):
+        assert augment_config("synthetic", model_variant(t)).elastic_p == (0.5 if t == 0 else 0.95)
