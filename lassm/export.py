@@ -42,7 +42,7 @@ from .data.labels import (
     compact_instances,
     train_labels,
 )
-from .evaluate import InstanceEvaluator, evaluate_predictions
+from .evaluate import InstanceEvaluator
 from .model import LaSSM, Prediction
 from .predict import load_model, predict_scan
 
@@ -142,7 +142,8 @@ def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device:
 
 def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.device,
                    root: str | None = None, max_scenes: int = 0) -> dict:
-    """The split's ScanNet-protocol result ("overall", as ``evaluate_predictions``) and "per_scene" rows.
+    """The split's ScanNet-protocol result ("overall", as ``lassm.evaluate.evaluate_predictions`` gives it)
+    and "per_scene" rows.
 
     Each row: scene, AP, AP50, AP25 (NaN where the scene has no GT instance), gt (GT instances of
     instance classes), predictions (the model's masks). Predictions are not kept, so a split of any size fits.
@@ -150,7 +151,8 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
     dataset = split_dataset(cfg, split, root)
     names = cfg.data.class_names
     stuff = cfg.data.stuff_classes
-    evaluator = InstanceEvaluator([n for i, n in enumerate(names) if i not in set(stuff)])
+    instance_names = [n for i, n in enumerate(names) if i not in set(stuff)]
+    evaluator = InstanceEvaluator(instance_names)
     rows = []
     for _, name, arrays, pred in predict_split(model, cfg, dataset, device, max_scenes):
         if not has_labels(arrays):
@@ -159,8 +161,9 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
         label = train_labels(torch.as_tensor(arrays["segment"]), len(names), tuple(stuff))
         instance = compact_instances(torch.as_tensor(arrays["instance"]), label)
         evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
-        own = evaluate_predictions([pred], [{"segment": arrays["segment"], "instance": arrays["instance"]}],
-                                   names, stuff)
+        scene_only = InstanceEvaluator(instance_names)  # the same labels, this scene alone
+        scene_only.add(pred.masks, pred.scores, pred.classes, instance, label)
+        own = scene_only.compute()
         rows.append({"scene": name, "AP": own["AP"], "AP50": own["AP50"], "AP25": own["AP25"],
                      "gt": int(instance.max().item()) + 1 if len(instance) else 0,
                      "predictions": int(len(pred.scores))})

@@ -118,6 +118,8 @@ def test_export_command_writes_resumes_and_matches_evaluate_split(data_root, tmp
     memory = export.evaluate_split(model, cfg, "val", "cpu")
     val_names = [p.name for p in export.split_dataset(cfg, "val").scenes]
     assert [r["scene"] for r in memory["per_scene"]] == val_names
+    (row,) = memory["per_scene"]  # one val scene: its own score is the split's
+    assert same(row["AP50"], memory["overall"]["AP50"]) and same(row["AP"], memory["overall"]["AP"])
     for ours, theirs in (("AP", "ap"), ("AP50", "ap50"), ("AP25", "ap25")):
         assert same(memory["overall"][ours], files[theirs])
     assert export.main([str(checkpoint), "--split", "nope", "--out", str(out), "--device", "cpu"]) == 1
