@@ -40,6 +40,7 @@ import torch
 
 from .augment import grid_sample_first
 from .config import BackboneConfig, DecoderConfig, project_root
+from .data.io import atomic_path
 from .sparse import single_thread, spconv_available
 
 BENCH_DIR = "../shared/bench"
@@ -417,6 +418,35 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--repeat", type=int, default=10, help="timed steps (median), after two warm-up steps")
     t.add_argument("--bench-dir", default=None, help=f"folder of perf_*.npz scenes (default {BENCH_DIR})")
     t.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    m = sub.add_parser("model", help="per-stage times of the training step (3 bench rooms) and of inference "
+                                     "(perf_0), end to end, peak memory")
+    m.add_argument("--device", default=default_device)
+    m.add_argument("--preset", default="scannet", help="model preset (scannet: 32-ch SpUNet, 400 queries)")
+    m.add_argument("--variants", nargs="+", default=["-3", "-0"], help="as for decoder")
+    m.add_argument("--modes", nargs="+", default=["train", "infer"],
+                   choices=["train", "infer", "infer-eager"],
+                   help="infer-eager: inference with the decoder layers op by op (per-layer times), "
+                        "not as a CUDA graph")
+    m.add_argument("--amp", default="fp16", choices=["bf16", "fp16", "off"],
+                   help="autocast dtype (the authors timed fp16)")
+    m.add_argument("--augment", action="store_true", help="train with the preset's augmentation "
+                   "(default: voxelisation only, as the authors' timing)")
+    m.add_argument("--repeat", type=int, default=10, help="runs per measurement (median), after warm-up")
+    m.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    m.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table")
+    m.add_argument("--bench-dir", default=None, help=f"folder of perf_*.npz scenes (default {BENCH_DIR})")
+    m.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    s = sub.add_parser("scaling", help="inference time and peak memory for 100k..1M-point scenes, "
+                                       "log-log slope")
+    s.add_argument("--device", default=default_device)
+    s.add_argument("--preset", default="scannet")
+    s.add_argument("--variants", nargs="+", default=["-3"], help="as for decoder")
+    s.add_argument("--sizes", nargs="+", type=int, default=[100_000, 250_000, 500_000, 1_000_000])
+    s.add_argument("--amp", default="fp16", choices=["bf16", "fp16", "off"])
+    s.add_argument("--repeat", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=2)
+    s.add_argument("--bench-dir", default=None, help=f"folder of perf_*.npz scenes (default {BENCH_DIR})")
+    s.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -429,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(HEADER)
         rows = bench_backbone(args.device, args.backends, args.precisions, args.repeat, scenes)
+    elif args.what in ("model", "scaling"):
+        rows = _main_model(args, parser)
     elif args.what == "train":
         try:
             variants = parse_variants(args.variants)
@@ -460,7 +492,74 @@ def main(argv: list[str] | None = None) -> None:
         rows = bench_decoder(args.device, args.superpoints, variants, args.precisions, args.repeat,
                              args.queries)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(rows, indent=1))
+
+
+def _environment(device: str) -> str:
+    text = f"torch {torch.__version__}"
+    if torch.device(device).type == "cuda":
+        text += f", CUDA {torch.version.cuda}, {torch.cuda.get_device_name(device)}"
+    else:
+        text += f", CPU, {torch.get_num_threads()} threads"
+    return text
+
+
+def _main_model(args, parser):
+    from . import bench_model as bm
+
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as err:
+        parser.error(str(err))
+    scenes = load_bench_scenes(args.bench_dir, 3)
+    print(f"preset {args.preset}, amp {args.amp}, {_environment(args.device)}", flush=True)
+    if args.what == "scaling":
+        if min(args.sizes) < 1:
+            parser.error("--sizes must be positive point counts")
+        results = []
+        for t_layer in variants:
+            print(f"inference of one scene, decoder -{t_layer}\n{bm.SCALING_HEADER}", flush=True)
+            res = bm.bench_scaling(scenes, args.device, args.sizes, args.preset, t_layer, args.amp,
+                                   args.repeat, args.warmup)
+            print(f"log-log slope: time {res['time_slope']:.2f}, peak memory over the model "
+                  f"{res['memory_slope']:.2f}", flush=True)
+            results.append({"variant": f"-{t_layer}", **res})
+        return results
+    rows = []
+    for t_layer in variants:
+        if "train" in args.modes:
+            rows.append(bm.bench_model_train(scenes, args.device, args.preset, t_layer, args.amp, args.repeat,
+                                             args.warmup, args.augment))
+            print(f"train -{t_layer}: {rows[-1]['total_ms']:.1f} ms/step, {rows[-1]['peak_mb']:,.0f} MB",
+                  flush=True)
+        if "infer" in args.modes:
+            rows.append(bm.bench_model_infer(scenes[0], args.device, args.preset, t_layer, args.amp,
+                                             args.repeat, args.warmup))
+            print(f"infer -{t_layer}: {rows[-1]['total_ms']:.1f} ms, {rows[-1]['peak_mb']:,.0f} MB",
+                  flush=True)
+        if "infer-eager" in args.modes:
+            rows.append(bm.bench_model_infer(scenes[0], args.device, args.preset, t_layer, args.amp,
+                                             args.repeat, args.warmup, graphs=False))
+            print(f"infer (no graph) -{t_layer}: {rows[-1]['total_ms']:.1f} ms", flush=True)
+    print(bm.format_stages(rows))
+    if args.profile:
+        _print_profiles(args, scenes, variants, bm)
+    return rows
+
+
+def _print_profiles(args, scenes, variants, bm) -> None:
+    from .train import _amp_dtype
+
+    device = torch.device(args.device)
+    for t_layer in variants:
+        if "train" in args.modes:
+            step, _, _ = bm.train_fn(scenes, device, args.preset, t_layer, args.amp, args.augment)
+            print(f"\nprofile: training step -{t_layer}\n{bm.profile_table(step, device)}")
+        cfg, model = bm._model(args.preset, t_layer, device, train=False)
+        infer, _ = bm.inference_fn(model, cfg, bm.labelled_tensors(scenes[0]), device,
+                                   _amp_dtype(args.amp, device), t_layer)
+        print(f"\nprofile: inference -{t_layer}\n{bm.profile_table(infer, device)}")
 
 
 if __name__ == "__main__":

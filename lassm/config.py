@@ -73,6 +73,9 @@ class DecoderConfig:
     # "superpoints" reproduces the reference.
     centre_range: str = "points"
     use_kernels: bool = True  # Triton SSD scan and FPS, causal-conv1d, when importable on a GPU
+    # Inference on a GPU replays the layer stack as a CUDA graph per padded shape (lassm.model.graphs):
+    # the same arithmetic without ~1,000 kernel launches from Python; False runs it op by op.
+    cuda_graphs: bool = True
     # Ablation axes (06_ablations); the defaults are LaSSM as published.
     # query_init: "semantic_fps" (spec 6.2: FPS over the floor(alpha S) most confident superpoints),
     # "fps" (FPS over all superpoints, no semantic filter), "semantic_topk" (the num_query most confident).

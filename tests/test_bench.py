@@ -109,3 +109,63 @@ def test_train_benchmark_needs_labelled_scenes():
     scene = {"coord": np.zeros((10, 3), np.float32), "color": np.zeros((10, 3), np.uint8)}
     with pytest.raises(ValueError, match="perf_\\*.npz scenes with labels"):
         bench.bench_train([scene], "cpu", "synthetic", variants=(3,), repeat=1)
+
+
+def _labelled_room(seed: int) -> dict:
+    room = generate_room(seed, "small")
+    n = len(room.mesh.vertices)
+    rng = np.random.default_rng(seed)
+    return {"coord": room.mesh.vertices.astype(np.float32), "color": room.mesh.colors,
+            "superpoint": np.arange(n) // 60, "segment20": rng.integers(0, 20, n),
+            "instance": np.where(rng.random(n) < 0.5, np.arange(n) // 600, -1)}
+
+
+def test_model_benchmark_stages_cover_the_step(capsys, tmp_path):
+    """`bench model` on CPU: every named stage is timed, and the stages add up to the timed run."""
+    from lassm import bench_model as bm
+
+    scenes = [_labelled_room(0), _labelled_room(1)]
+    train = bm.bench_model_train(scenes, "cpu", "synthetic", t_layer=3, amp="off", repeat=1, warmup=1)
+    infer = bm.bench_model_infer(scenes[0], "cpu", "synthetic", t_layer=0, amp="off", repeat=1, warmup=1)
+    for row, names in ((train, bm.stage_names(6, "train")), (infer, bm.stage_names(6, "infer"))):
+        assert set(names) <= set(row["stages"])
+        assert all(v >= 0 for v in row["stages"].values())
+        assert sum(row["stages"].values()) == pytest.approx(row["timed_total_ms"], rel=1e-6)
+    assert train["stages"]["backward"] > 0 and train["stages"]["matching"] > 0
+    assert infer["points"] == len(scenes[0]["coord"])
+    table = bm.format_stages([train, infer])
+    assert "backward" in table and "postprocess" in table and "END TO END" in table
+
+
+def test_scaled_scene_has_exact_size_and_unique_ids():
+    from lassm.bench_model import loglog_slope, scaled_scene
+
+    rooms = [_labelled_room(0), _labelled_room(1)]
+    one = len(rooms[0]["coord"])
+    for n in (one // 3, one, 2 * one + 77, 5 * one):
+        scene = scaled_scene(rooms, n)
+        assert len(scene["coord"]) == len(scene["superpoint"]) == len(scene["instance"]) == n
+    big = scaled_scene(rooms, 2 * one + len(rooms[1]["coord"]))  # rooms 0, 1, 0 side by side
+    assert len(np.unique(big["superpoint"])) == 2 * len(np.unique(rooms[0]["superpoint"])) + len(
+        np.unique(rooms[1]["superpoint"]))
+    assert big["coord"][:, 0].max() - big["coord"][:, 0].min() > 3 * np.ptp(rooms[0]["coord"][:, 0])
+    assert loglog_slope([1, 10, 100], [3, 30, 300]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="num_points"):
+        scaled_scene(rooms, 0)
+
+
+def test_stage_timer_charges_nested_stages_exclusively():
+    import time as _time
+
+    from lassm.profiling import StageTimer, stage
+
+    with StageTimer("cpu") as timer:
+        with stage("outer"):
+            _time.sleep(0.02)
+            with stage("inner"):
+                _time.sleep(0.03)
+        with stage("inner"):
+            _time.sleep(0.01)
+    assert timer.ms["inner"] == pytest.approx(40, abs=15) and timer.ms["outer"] == pytest.approx(20, abs=15)
+    assert sum(timer.ms.values()) <= timer.total_ms
+    assert stage("anything").__enter__() is None  # no timer: a no-op context

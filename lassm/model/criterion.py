@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..config import CriterionConfig
 from ..data.labels import compact_instances, train_labels
+from ..profiling import stage as timed_stage
 from .decoder import Stage
 
 IGNORE = -100  # superpoint semantic target that cross-entropy ignores
@@ -100,13 +102,26 @@ def build_targets(instance: torch.Tensor, segment: torch.Tensor, coord: torch.Te
     return InstanceTargets(labels=labels, masks=masks, centres=centres, sp_labels=sp_labels)
 
 
-def _mask_costs(mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairwise mean BCE and Dice costs (Q, G) between mask logits (Q, S) and masks (G, S), in float32."""
-    m, t = mask_logits.float(), gt_masks.float()
-    bce = (F.softplus(-m) @ t.T + F.softplus(m) @ (1 - t).T) / m.shape[1]  # (Q, G)
+def _match_costs(logits: torch.Tensor, masks: torch.Tensor, centres: torch.Tensor,
+                 targets: InstanceTargets, cfg: CriterionConfig) -> torch.Tensor:
+    """Matching cost (spec 7.1) of T stages of one scene at once: (T, Q, G) float32.
+
+    logits (T, Q, C+1), masks (T, Q, S) logits, centres (T, Q, 3) normalised; T = 1 for one stage.
+    """
+    probs = logits.float().softmax(-1)[..., targets.labels]  # (T, Q, G)
+    m, t = masks.float(), targets.masks.float()  # (T, Q, S), (G, S)
+    cost_bce = (F.softplus(-m) @ t.T + F.softplus(m) @ (1 - t).T) / m.shape[-1]  # mean BCE, (T, Q, G)
     sig = m.sigmoid()
-    dice = 1 - (2 * sig @ t.T + 1) / (sig.sum(1)[:, None] + t.sum(1)[None, :] + 1)  # (Q, G)
-    return bce, dice
+    cost_dice = 1 - (2 * sig @ t.T + 1) / (sig.sum(-1)[..., None] + t.sum(1) + 1)  # (T, Q, G)
+    cost_bbox = (centres.float()[..., :, None, :] - targets.centres.float()).abs().sum(-1)  # L1, (T, Q, G)
+    return (cfg.cost_class * -probs + cfg.cost_bce * cost_bce + cfg.cost_dice * cost_dice
+            + cfg.cost_bbox * cost_bbox)
+
+
+def _assign(costs: list[np.ndarray | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """scipy's Hungarian solver on each (Q, G) cost matrix; None (no ground truth) -> no pairs."""
+    empty = np.zeros(0, dtype=np.int64)
+    return [linear_sum_assignment(c) if c is not None else (empty, empty) for c in costs]
 
 
 @torch.no_grad()
@@ -114,23 +129,53 @@ def hungarian_match(logits: torch.Tensor, masks: torch.Tensor, centres: torch.Te
                     targets: InstanceTargets, cfg: CriterionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimal one-to-one query/GT pairs of one scene (spec 7.1): (query_idx, gt_idx), int64, by query.
 
-    logits (Q, C+1), masks (Q, S) logits, centres (Q, 3) normalised.
+    logits (Q, C+1), masks (Q, S) logits, centres (Q, 3) normalised. :func:`match_stages` does the
+    same for every stage and scene of a batch with one device-to-host copy.
     """
-    device = logits.device
-    if targets.labels.numel() == 0:
-        empty = torch.empty(0, dtype=torch.long, device=device)
-        return empty, empty.clone()
-    cost_class = -logits.float().softmax(-1)[:, targets.labels]  # (Q, G)
-    cost_bce, cost_dice = _mask_costs(masks, targets.masks)
-    cost_bbox = torch.cdist(centres.float(), targets.centres.float(), p=1)  # (Q, G)
-    cost = (cfg.cost_class * cost_class + cfg.cost_bce * cost_bce + cfg.cost_dice * cost_dice
-            + cfg.cost_bbox * cost_bbox)
-    if not torch.isfinite(cost).all():
+    return match_stages([Stage([logits], [masks], [centres])], [targets], cfg)[0][0]
+
+
+@torch.no_grad()
+def match_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: CriterionConfig,
+                 ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Hungarian matching of every stage and scene: ``[stage][scene] -> (query_idx, gt_idx)``.
+
+    The cost matrices of a scene's stages are computed together on the device, all of them cross to
+    the host in one copy (one synchronisation for the whole batch instead of one per stage and
+    scene), scipy solves each, and the pairs return to the device in one copy.
+    """
+    device = stages[0].labels[0].device
+    costs = []  # per scene: (T, Q, G) on the device, or None without ground truth
+    for b, tgt in enumerate(targets):
+        if tgt.labels.numel() == 0:
+            costs.append(None)
+            continue
+        costs.append(_match_costs(torch.stack([s.labels[b] for s in stages]),
+                                  torch.stack([s.masks[b] for s in stages]),
+                                  torch.stack([s.centres[b] for s in stages]), tgt, cfg))
+    present = [c for c in costs if c is not None]
+    host = torch.cat([c.flatten() for c in present]).cpu().numpy() if present else np.zeros(0)
+    if not np.isfinite(host).all():
         raise ValueError("hungarian_match: the cost matrix is not finite; the predictions (logits, masks or "
                          "centres) hold NaN or infinite values")
-    rows, cols = linear_sum_assignment(cost.cpu().numpy())
-    return (torch.as_tensor(rows, dtype=torch.long, device=device),
-            torch.as_tensor(cols, dtype=torch.long, device=device))
+    pieces, start = [], 0
+    for c in costs:  # back to (T, Q, G) arrays on the host
+        if c is None:
+            pieces.append(None)
+            continue
+        pieces.append(host[start:start + c.numel()].reshape(c.shape))
+        start += c.numel()
+    pairs = [_assign([None if p is None else p[t] for p in pieces]) for t in range(len(stages))]  # [T][B]
+    flat = np.concatenate([np.concatenate(pair) for per_stage in pairs for pair in per_stage])
+    flat = torch.from_numpy(flat.astype(np.int64)).to(device, non_blocking=True)  # one host-to-device copy
+    out, start = [], 0
+    for per_stage in pairs:
+        row = []
+        for q, _ in per_stage:
+            row.append((flat[start:start + len(q)], flat[start + len(q):start + 2 * len(q)]))
+            start += 2 * len(q)
+        out.append(row)
+    return out
 
 
 def _class_weight(num_logits: int, cfg: CriterionConfig, device: torch.device) -> torch.Tensor:
@@ -153,8 +198,9 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
         raise ValueError(f"stage: expected {num_scenes} scenes like targets, got {len(stage.labels)} labels, "
                          f"{len(stage.masks)} masks and {len(stage.centres)} centres")
     if indices is None:
-        indices = [hungarian_match(lg, m, c, t, cfg) for lg, m, c, t in
-                   zip(stage.labels, stage.masks, stage.centres, targets, strict=True)]
+        with timed_stage("matching"):
+            indices = [hungarian_match(lg, m, c, t, cfg) for lg, m, c, t in
+                       zip(stage.labels, stage.masks, stage.centres, targets, strict=True)]
     cls_terms, bce_terms, dice_terms, box_terms = [], [], [], []
     scenes = zip(stage.labels, stage.masks, stage.centres, targets, indices, strict=True)
     for logits, masks, centres, tgt, (q, g) in scenes:
@@ -199,10 +245,12 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
         raise ValueError("stages: expected at least one decoder stage, got none")
     if len(sp_seg) != len(targets):
         raise ValueError(f"sp_seg: expected {len(targets)} scenes like targets, got {len(sp_seg)}")
-    final, final_idx = stage_loss(stages[-1], targets, cfg, final=True)
+    with timed_stage("matching"):  # every stage's own matching, or the final stage's for all
+        matched = match_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
+    final, _ = stage_loss(stages[-1], targets, cfg, final=True, indices=matched[-1])
     total = final["loss"]
-    for stage in stages[:-1]:
-        aux, _ = stage_loss(stage, targets, cfg, final=False, indices=None if cfg.iter_matcher else final_idx)
+    for k, stage in enumerate(stages[:-1]):
+        aux, _ = stage_loss(stage, targets, cfg, final=False, indices=matched[k if cfg.iter_matcher else -1])
         total = total + aux["loss"]
 
     sp_terms = []

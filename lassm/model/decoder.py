@@ -1,6 +1,9 @@
 """LaSSM's query decoder (REFERENCE_SPEC 6), top to bottom: small blocks, then the decoder.
 
-Per scene (the decoder loops over the scenes of a batch, as the reference does):
+The reference loops over the scenes of a batch; we run them together (a batch dimension B, queries
+and superpoints padded to the largest scene with masks that keep padding out of every result), which
+gives the same numbers as one scene at a time with a third of the kernel launches for three scenes
+(``tests/model/test_decoder.py`` compares the two). Per scene:
 
 1. superpoint heads on the pooled features: semantic logits, instance features (keys/values of
    the layers), mask features, and the query projection (6.1);
@@ -23,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DecoderConfig
-from .sampling import farthest_point_sampling, knn
-from .serialize import serialization_order
+from ..profiling import stage
+from .sampling import farthest_point_sampling, knn_batched
+from .serialize import batched_orders
 from .ssm import Mamba2Mixer
 
 
@@ -38,6 +42,23 @@ class Stage(NamedTuple):
     positions: list[torch.Tensor] | None = None
 
 
+class Prepared(NamedTuple):
+    """The decoder's batched state after query initialisation: B scenes padded to the largest."""
+
+    query: torch.Tensor  # (B, Q, D) initial queries
+    pos: torch.Tensor  # (B, Q, 3) their positions in metres (the seed centroids)
+    inst_feats: torch.Tensor  # (B, S, D) instance features (keys, values, kNN features)
+    mask_feats: torch.Tensor  # (B, S, D) mask features
+    coords: torch.Tensor  # (B, S, 3) superpoint centroids
+    lo: torch.Tensor  # (B, 1, 3) per-scene range used to normalise centres
+    hi: torch.Tensor  # (B, 1, 3)
+    valid: torch.Tensor | None  # (B, Q) False for padding queries; None when no scene is padded
+    sp_valid: torch.Tensor | None  # (B, S) False for padding superpoints; None likewise
+    counts: list[int]  # Q_b
+    sizes: list[int]  # S_b
+    reference_range: bool  # centres normalised as the reference (+1e-6 extent)
+
+
 class DecoderOutput(NamedTuple):
     stages: list[Stage]  # num_layers + 1 stages; the last is the final prediction
     sp_seg: list[torch.Tensor]  # (S_b, C + 1) superpoint semantic logits
@@ -45,6 +66,19 @@ class DecoderOutput(NamedTuple):
 
 
 # ------------------------------------------------------------------------------- blocks
+
+
+def _one_or_many(forward):
+    """Let a batched block (B, ...) also take one scene without its B dimension (its first argument,
+    the queries, tells): the unbatched arguments get a leading 1 and the result loses it."""
+    def wrapper(self, query, *args):
+        if query.dim() == 3:
+            return forward(self, query, *args)
+        args = [a[None] if torch.is_tensor(a) else a for a in args]
+        return forward(self, query[None], *args)[0]
+
+    wrapper.__doc__ = forward.__doc__
+    return wrapper
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -74,15 +108,17 @@ class LocalAggregation(nn.Module):
         for w in (self.w_q, self.w_v, self.w_o):
             nn.init.xavier_uniform_(w)
 
-    def forward(self, query, pos, inst_feats, sp_coord):
-        """query (Q, D), pos (Q, 3), inst_feats (S, D), sp_coord (S, 3) -> (Q, D)."""
-        idx, _ = knn(pos.float(), sp_coord.float(), self.k)  # (Q, k) ascending; S = missing slot
-        padded = torch.cat([inst_feats, inst_feats.new_zeros(1, inst_feats.shape[1])])  # (S + 1, D)
-        neighbours = padded[idx]  # (Q, k, D)
-        q = F.linear(query, self.w_q)  # (Q, D)
-        v = F.linear(neighbours, self.w_v)  # (Q, k, D)
-        slot_weights = F.linear(q, self.w_k, self.w_b).softmax(-1)  # (Q, k)
-        mixed = torch.einsum("qk,qkd->qd", slot_weights, q[:, None] * v)  # (Q, D)
+    @_one_or_many
+    def forward(self, query, pos, inst_feats, sp_coord, sp_valid=None):
+        """query (B, Q, D), pos (B, Q, 3), inst_feats (B, S, D), sp_coord (B, S, 3), sp_valid (B, S)
+        (False = padding) -> (B, Q, D); one scene may drop the B dimension everywhere."""
+        idx, _ = knn_batched(pos.float(), sp_coord.float(), self.k, sp_valid)  # (B, Q, k); S = missing
+        padded = F.pad(inst_feats, (0, 0, 0, 1))  # (B, S + 1, D): the zero row for missing slots
+        neighbours = padded[torch.arange(len(idx), device=idx.device)[:, None, None], idx]  # (B, Q, k, D)
+        q = F.linear(query, self.w_q)  # (B, Q, D)
+        v = F.linear(neighbours, self.w_v)  # (B, Q, k, D)
+        slot_weights = F.linear(q, self.w_k, self.w_b).softmax(-1)  # (B, Q, k)
+        mixed = torch.einsum("bqk,bqkd->bqd", slot_weights, q[:, :, None] * v)  # (B, Q, D)
         return self.norm(query + F.linear(mixed, self.w_o))
 
 
@@ -97,8 +133,12 @@ class CrossAttention(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
+    @_one_or_many
     def forward(self, query, inst_feats, attn_mask=None):
-        """query (Q, D), inst_feats (S, D), attn_mask (Q, S) bool, True = blocked -> (Q, D)."""
+        """query (B, Q, D), inst_feats (B, S, D), attn_mask (B, Q, S) bool, True = blocked -> (B, Q, D);
+        one scene may drop the B dimension. Padding superpoints must be blocked in ``attn_mask``."""
+        if attn_mask is not None:  # one mask per (scene, head), scene-major as nn.MultiheadAttention wants
+            attn_mask = attn_mask.repeat_interleave(self.attn.num_heads, dim=0)  # (B * heads, Q, S)
         out, _ = self.attn(query, inst_feats, inst_feats, attn_mask=attn_mask, need_weights=False)
         return self.norm(query + out)
 
@@ -119,15 +159,21 @@ class SSMBlock(nn.Module):
         self.pre_norm = nn.LayerNorm(cfg.d_model)
         self.final_norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, query, pos):
-        """query (Q, D), pos (Q, 3) metres -> (Q, D)."""
+    @_one_or_many
+    def forward(self, query, pos, valid=None):
+        """query (B, Q, D), pos (B, Q, 3) metres, valid (B, Q) (False = padding) -> (B, Q, D); one scene
+        may drop the B dimension. Padding queries are ordered last on every curve, so the causal mixer
+        runs each scene's real queries exactly as it would alone."""
         # The reference duplicates a single query and returns two (spec 11.2.4); the mixer is causal,
         # so the first of the two equals what one query gives: we simply run the one.
-        orders = [serialization_order(pos.detach(), o, self.grid, self.stable) for o in self.order]
+        orders = batched_orders(pos.detach(), valid, self.order, self.grid, self.stable)  # [(B, Q)] x paths
+        num_scenes, _, width = query.shape
         for mixer in self.layers:  # the reference reuses one pre/final norm pair for every mixer
             shortcut, y = query, self.pre_norm(query)
-            paths = mixer(torch.stack([y[idx] for idx, _ in orders]))  # (paths, Q, D)
-            y = sum(path[inverse] for path, (_, inverse) in zip(paths, orders, strict=True)) / len(orders)
+            sequences = torch.cat([y.gather(1, idx[..., None].expand(-1, -1, width)) for idx, _ in orders])
+            paths = mixer(sequences).split(num_scenes)  # paths x (B, Q, D), all paths in one mixer call
+            y = sum(path.gather(1, inverse[..., None].expand(-1, -1, width))
+                    for path, (_, inverse) in zip(paths, orders, strict=True)) / len(orders)
             query = self.final_norm(shortcut + y)
         return query
 
@@ -145,10 +191,12 @@ class SelfAttentionBlock(nn.Module):
         self.pre_norm = nn.LayerNorm(cfg.d_model)
         self.final_norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, query, pos):
-        """query (Q, D), pos (unused) -> (Q, D)."""
-        y = self.pre_norm(query)[None]  # (1, Q, D)
-        y = self.attn(y, y, y, need_weights=False)[0][0]  # (Q, D)
+    @_one_or_many
+    def forward(self, query, pos, valid=None):
+        """query (B, Q, D), pos (unused), valid (B, Q) (False = padding) -> (B, Q, D)."""
+        y = self.pre_norm(query)  # (B, Q, D)
+        padding = None if valid is None else ~valid
+        y = self.attn(y, y, y, key_padding_mask=padding, need_weights=False)[0]  # (B, Q, D)
         return self.final_norm(query + y)
 
 
@@ -178,15 +226,18 @@ class DecoderLayer(nn.Module):
         self.self_attn = SelfAttentionBlock(cfg) if cfg.mixer == "attention" else None
         self.ffn = FFN(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(self, query, pos, inst_feats, sp_coord, attn_mask=None):
+    @_one_or_many
+    def forward(self, query, pos, inst_feats, sp_coord, attn_mask=None, valid=None, sp_valid=None):
+        """query (B, Q, D), pos (B, Q, 3), inst_feats (B, S, D), sp_coord (B, S, 3), attn_mask (B, Q, S),
+        valid (B, Q), sp_valid (B, S) -> (B, Q, D); one scene may drop the B dimension everywhere."""
         if hasattr(self, "cross_attn"):  # positions only enter through the serialization (11.1.15)
             query = self.cross_attn(query, inst_feats, attn_mask)
         else:  # the attention mask is ignored here, as in the reference
-            query = self.aggregation(query, pos, inst_feats, sp_coord)
+            query = self.aggregation(query, pos, inst_feats, sp_coord, sp_valid)
         if self.ssm is not None:
-            query = self.ssm(query, pos)
+            query = self.ssm(query, pos, valid)
         elif self.self_attn is not None:
-            query = self.self_attn(query, pos)
+            query = self.self_attn(query, pos, valid)
         return self.ffn(query)
 
 
@@ -239,6 +290,21 @@ def normalised_centres(pos: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, re
 # ------------------------------------------------------------------------------- the decoder
 
 
+def _pad(rows: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Per-scene (N_b, ...) tensors -> (B, max N_b, ...), zero-padded (a stack when all N_b agree)."""
+    if all(len(r) == len(rows[0]) for r in rows):
+        return torch.stack(list(rows))
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+
+
+def _valid(counts: list[int], device) -> torch.Tensor | None:
+    """(B, max count) True for real rows, False for padding; None when no scene needs padding."""
+    if all(c == counts[0] for c in counts):
+        return None
+    rows = torch.arange(max(counts), device=device)
+    return torch.stack([rows < c for c in counts])  # comparisons with host ints: no host-to-device copy
+
+
 class LaSSMDecoder(nn.Module):
     """Heads, query initialisation and the layer stack (spec 6); module names as the reference."""
 
@@ -256,48 +322,86 @@ class LaSSMDecoder(nn.Module):
         self.out_center = _mlp(d, d, 3)
         self.x_mask = _mlp(in_channels, d, d)  # mask features MF
 
-    def head(self, query, mask_feats):
-        """Shared prediction head (spec 6.3): logits (Q, C+1), centre offsets (Q, 3), masks (Q, S)."""
+    def head(self, query, mask_feats, sp_valid=None):
+        """Shared prediction head (spec 6.3) on (B, Q, D) queries and (B, S, D) mask features (or one
+        scene without B): logits (B, Q, C+1), centre offsets (B, Q, 3), masks (B, Q, S) and the
+        attention mask of the next cross-attention (True = blocked; padding superpoints, False in
+        ``sp_valid`` (B, S), always blocked)."""
         z = self.out_norm(query)
-        masks = z @ mask_feats.T  # (Q, S), no scaling
+        masks = z @ mask_feats.transpose(-1, -2)  # (B, Q, S), no scaling
         attn_mask = None
         if self.cfg.attn_mask:
             with torch.no_grad():
                 attn_mask = masks.sigmoid() < 0.5  # True = blocked
-                attn_mask[attn_mask.all(-1)] = False  # a query blocked everywhere sees everything
+                free = False  # a query blocked everywhere sees everything (every real superpoint)
+                if sp_valid is not None:
+                    free = ~sp_valid[..., None, :]  # (B, 1, S)
+                    attn_mask = attn_mask | free
+                attn_mask = torch.where(attn_mask.all(-1, keepdim=True), free, attn_mask)
         return self.out_cls(z), self.out_center(z), masks, attn_mask
+
+    def prepare(self, sp_feats: list[torch.Tensor], sp_coords: list[torch.Tensor],
+                point_ranges: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
+        """Superpoint heads and query initialisation (spec 6.1, 6.2) -> (Prepared, sp_seg, select_idx)."""
+        cfg = self.cfg
+        sizes = [len(f) for f in sp_feats]
+        feats = torch.cat(sp_feats)  # (sum S, F) the heads run once on every scene's superpoints
+        sp_seg = list(self.sp_seg_head(feats).split(sizes))  # (S_b, C + 1) per scene
+        reference_range = cfg.centre_range == "superpoints" or point_ranges is None
+        if reference_range:
+            point_ranges = [(c.min(0).values, c.max(0).values) for c in sp_coords]
+        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels, cfg.query_init)
+                      for seg, xyz in zip(sp_seg, sp_coords, strict=True)]
+        counts = [len(i) for i in select_idx]  # Q_b
+        starts = [sum(sizes[:b]) for b in range(len(sizes))]
+        seeds = torch.cat([i + s for i, s in zip(select_idx, starts, strict=True)])  # (sum Q,) packed
+        prepared = Prepared(
+            query=_pad(self.query_proj(feats[seeds]).split(counts)),  # (B, Q, D)
+            pos=_pad([c[i] for c, i in zip(sp_coords, select_idx, strict=True)]),  # (B, Q, 3) metres
+            inst_feats=_pad(self.input_proj(feats).split(sizes)),  # (B, S, D) instance features IF
+            mask_feats=_pad(self.x_mask(feats).split(sizes)),  # (B, S, D) mask features MF
+            coords=_pad(sp_coords),  # (B, S, 3)
+            lo=torch.stack([r[0] for r in point_ranges])[:, None],  # (B, 1, 3)
+            hi=torch.stack([r[1] for r in point_ranges])[:, None],
+            valid=_valid(counts, feats.device),  # (B, Q) or None when no scene is padded
+            sp_valid=_valid(sizes, feats.device),  # (B, S) or None
+            counts=counts, sizes=sizes, reference_range=reference_range)
+        return prepared, sp_seg, select_idx
+
+    def run_layers(self, p: Prepared) -> list[tuple[torch.Tensor, ...]]:
+        """The initial head and the layer stack (spec 6.3-6.6) on the batched queries: per stage
+        (logits (B, Q, C+1), masks (B, Q, S), centres (B, Q, 3), positions (B, Q, 3)), padding included."""
+        stages, attn_mask, query, pos = [], None, p.query, p.pos
+        for i, layer in enumerate([None, *self.layers]):
+            with stage(f"layer{i}" if i else "head0"):
+                if layer is not None:
+                    query = layer(query, pos, p.inst_feats, p.coords, attn_mask, p.valid, p.sp_valid)
+                logits, offset, masks, attn_mask = self.head(query, p.mask_feats, p.sp_valid)
+                predicted = pos + offset  # (B, Q, 3) accumulated and not detached (spec 11.1.10)
+                if self.cfg.centre_refine:  # the queries move to their predicted centres
+                    pos = predicted
+                centres = normalised_centres(predicted, p.lo, p.hi, p.reference_range)
+                stages.append((logits, masks, centres, predicted))
+        return stages
 
     def forward(self, sp_feats: list[torch.Tensor], sp_coords: list[torch.Tensor],
                 point_ranges: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DecoderOutput:
         """sp_feats: per scene (S_b, F) pooled features; sp_coords: (S_b, 3) centroids in metres;
         point_ranges: per scene (min, max) of the point coordinates, used for centre normalisation
         unless ``centre_range == "superpoints"`` (the reference, spec 11.1.9)."""
-        cfg = self.cfg
-        sp_seg = [self.sp_seg_head(f) for f in sp_feats]
-        inst_feats = [self.input_proj(f) for f in sp_feats]  # (S, D)
-        mask_feats = [self.x_mask(f) for f in sp_feats]  # (S, D)
-        reference_range = cfg.centre_range == "superpoints" or point_ranges is None
-        if reference_range:
-            point_ranges = [(c.min(0).values, c.max(0).values) for c in sp_coords]
+        with stage("query_init"):
+            prepared, sp_seg, select_idx = self.prepare(sp_feats, sp_coords, point_ranges)
+        batched = None
+        if self.cfg.cuda_graphs and not self.training and not torch.is_grad_enabled() \
+                and prepared.query.is_cuda:
+            from .graphs import graphed_layers  # inference only: CUDA graphs of the layer stack
 
-        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels, cfg.query_init)
-                      for seg, xyz in zip(sp_seg, sp_coords, strict=True)]
-        query = [self.query_proj(f[i]) for f, i in zip(sp_feats, select_idx, strict=True)]  # (Q, D)
-        pos = [c[i] for c, i in zip(sp_coords, select_idx, strict=True)]  # (Q, 3) metres
-
-        stages, attn_masks = [], [None] * len(sp_feats)
-        for layer in [None, *self.layers]:
-            labels, masks, predicted = [], [], []
-            for b in range(len(sp_feats)):
-                if layer is not None:
-                    query[b] = layer(query[b], pos[b], inst_feats[b], sp_coords[b], attn_masks[b])
-                logits, offset, mask, attn_masks[b] = self.head(query[b], mask_feats[b])
-                predicted.append(pos[b] + offset)  # accumulated and not detached (spec 11.1.10)
-                if cfg.centre_refine:  # the queries move to their predicted centres
-                    pos[b] = predicted[b]
-                labels.append(logits)
-                masks.append(mask)
-            centres = [normalised_centres(p, lo, hi, reference_range)
-                       for p, (lo, hi) in zip(predicted, point_ranges, strict=True)]
-            stages.append(Stage(labels, masks, centres, predicted))
+            with stage("layers (CUDA graph)"):
+                batched = graphed_layers(self, prepared)
+        if batched is None:
+            batched = self.run_layers(prepared)
+        scenes = list(enumerate(zip(prepared.counts, prepared.sizes, strict=True)))  # padding cut off
+        stages = [Stage([logits[b, :q] for b, (q, _) in scenes], [masks[b, :q, :s] for b, (q, s) in scenes],
+                        [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes])
+                  for logits, masks, centres, positions in batched]
         return DecoderOutput(stages, sp_seg, select_idx)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..profiling import stage
 from .backbone import build_backbone
 from .criterion import build_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
@@ -111,16 +112,21 @@ class LaSSM(nn.Module):
         if missing:
             raise ValueError(f"batch: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
         scene_bounds(batch)  # clear errors before the backbone sees an empty scene
-        feats = self.backbone(batch["feat"], batch["grid_coord"], batch["offset"])  # (sum N_vx, F)
+        with stage("backbone"):
+            feats = self.backbone(batch["feat"], batch["grid_coord"], batch["offset"])  # (sum N_vx, F)
         return self.decode(feats, batch)
 
     def decode(self, feats: torch.Tensor, batch: dict) -> ModelOutput:
         """Everything after the backbone: pooling, decoder and, with labels in the batch, the losses."""
-        sp_feats, sp_coords, scenes = self.pool(feats, batch)
+        with stage("pooling"):
+            sp_feats, sp_coords, scenes = self.pool(feats, batch)
         out = self.decoder(sp_feats, sp_coords, [s.point_range for s in scenes])
         losses = None
         if "origin_instance" in batch and "origin_segment" in batch:
-            losses = criterion(out.stages, out.sp_seg, self.targets(batch, scenes), self.cfg.criterion)
+            with stage("targets"):
+                targets = self.targets(batch, scenes)
+            with stage("losses"):
+                losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion)
         return ModelOutput(out, scenes, losses)
 
     def targets(self, batch: dict, scenes: list[Scene]) -> list:
@@ -139,5 +145,6 @@ class LaSSM(nn.Module):
         """Scored point masks per scene from the final stage (spec 5.3); pass ``output`` to reuse it."""
         output = self(batch) if output is None else output
         final = output.decoder.stages[-1]
-        return [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
-                for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]
+        with stage("postprocess"):
+            return [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
+                    for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]

@@ -161,3 +161,42 @@ def knn(
         idx[lo : lo + rows, :found] = order[:, :found]
         dist2[lo : lo + rows, :found] = values[:, :found]
     return idx, dist2
+
+
+def knn_batched(query: torch.Tensor, points: torch.Tensor, k: int, valid: torch.Tensor | None = None,
+                *, chunk_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`knn` for B scenes at once: query (B, Q, 3), points (B, S, 3) padded to a common S.
+
+    valid: (B, S) bool, False for padding points (never neighbours), or None. Returns idx (B, Q, k)
+    and dist2 (B, Q, k) with the same order and tie rule as :func:`knn`; slots a scene's valid
+    points cannot fill hold index S (a zero row appended to the features) and distance +inf.
+    """
+    if query.ndim != 3 or points.ndim != 3 or query.shape[-1] != 3 or points.shape[-1] != 3 \
+            or query.shape[0] != points.shape[0]:
+        raise ValueError(f"query and points must have shapes (B, Q, 3) and (B, S, 3), got "
+                         f"{tuple(query.shape)} and {tuple(points.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    chunk_elements = KNN_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
+    dtype = torch.promote_types(query.dtype, points.dtype)
+    query, points = query.detach().to(dtype), points.detach().to(dtype)
+    num_scenes, num_query, num_points = query.shape[0], query.shape[1], points.shape[1]
+    found = min(k, num_points)
+    idx = torch.full((num_scenes, num_query, k), num_points, dtype=torch.int64, device=query.device)
+    dist2 = torch.full((num_scenes, num_query, k), float("inf"), dtype=dtype, device=query.device)
+    if found == 0 or num_query == 0:
+        return idx, dist2
+    blocked = None if valid is None else ~valid[:, None, :]  # (B, 1, S)
+    rows = max(1, chunk_elements // max(1, num_scenes * num_points))
+    for lo in range(0, num_query, rows):
+        q = query[:, lo: lo + rows]  # (B, q, 3)
+        d = (q[..., None, 0] - points[:, None, :, 0]).square()  # (B, q, S), x, y, z summed in order
+        d += (q[..., None, 1] - points[:, None, :, 1]).square()
+        d += (q[..., None, 2] - points[:, None, :, 2]).square()
+        if blocked is not None:
+            d = d.masked_fill(blocked, float("inf"))
+        values, order = torch.sort(d, dim=-1, stable=True)  # (B, q, S)
+        values, order = values[..., :found], order[..., :found]
+        idx[:, lo: lo + rows, :found] = order.masked_fill(values == float("inf"), num_points)
+        dist2[:, lo: lo + rows, :found] = values
+    return idx, dist2

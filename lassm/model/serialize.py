@@ -14,6 +14,7 @@ default (not guaranteed stable) argsort, like the reference.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -137,3 +138,120 @@ def serialization_order(
     inverse_idx = torch.empty_like(order_idx)
     inverse_idx[order_idx] = torch.arange(order_idx.numel(), device=order_idx.device)
     return order_idx, inverse_idx
+
+
+# ------------------------------------------------------------------------------- batched, by table
+
+TABLE_DEPTH = 6  # curves up to 64 cells per axis (64 m at the reference's 1-m grid) come from tables
+_TABLES: dict = {}
+
+
+def code_table(kind: str, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every cell's code for depths 1..TABLE_DEPTH, computed once by the bitwise encoders above.
+
+    Returns (table, start): the codes of depth d occupy ``table[start[d - 1]:][:8**d]``, indexed by
+    ``(x << 2d) | (y << d) | z``. kind: "hilbert" or "z". The tables are those encoders' own output, so
+    a lookup gives exactly their codes, with one gather instead of a few hundred small kernels.
+    """
+    key = (kind, torch.device(device))
+    if key not in _TABLES:
+        encode = hilbert_code if kind == "hilbert" else z_order_code
+        parts = []
+        for depth in range(1, TABLE_DEPTH + 1):
+            axis = torch.arange(1 << depth, dtype=torch.int64)
+            cells = torch.cartesian_prod(axis, axis, axis)  # (8^d, 3), x slowest: index (x<<2d)|(y<<d)|z
+            parts.append(encode(cells, depth))
+        sizes = torch.tensor([len(p) for p in parts])
+        start = torch.cumsum(sizes, 0) - sizes  # (TABLE_DEPTH,)
+        _TABLES[key] = (torch.cat(parts).to(device), start.to(device))
+    return _TABLES[key]
+
+
+_OVERFLOW: list[list[torch.Tensor]] = []  # open table_only() blocks, innermost last
+
+
+@contextlib.contextmanager
+def table_only():
+    """Within the block, :func:`batched_orders` never synchronises: it always uses the tables and
+    yields instead a list of (,) bool device tensors, True where some scene was deeper than
+    TABLE_DEPTH (its order is then wrong and the caller must recompute without this block)."""
+    flags: list[torch.Tensor] = []
+    _OVERFLOW.append(flags)
+    try:
+        yield flags
+    finally:
+        _OVERFLOW.pop()
+
+
+def _bit_length(values: torch.Tensor) -> torch.Tensor:
+    """(B,) bit length of non-negative int64 values, computed on their device (no host round trip)."""
+    powers = torch.ones(MAX_DEPTH + 2, dtype=torch.int64, device=values.device) << torch.arange(
+        MAX_DEPTH + 2, device=values.device)
+    return (values[:, None] >= powers).sum(1)  # (B,) number of powers of two <= value
+
+
+def _unstable_order(code: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(Q,) torch's default argsort of one scene's real codes, then its padding (valid is a prefix)."""
+    count = int(valid.sum())
+    head = torch.argsort(code[:count])
+    return torch.cat([head, torch.arange(count, len(code), device=code.device)])
+
+
+def batched_orders(pos: torch.Tensor, valid: torch.Tensor | None, orders, grid_size: float = 1.0,
+                   stable: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`serialization_order` for B scenes at once, for each curve in ``orders``.
+
+    pos: (B, Q, 3) positions in metres; valid: (B, Q) bool, False for padding queries (sorted last,
+    so a causal mixer never sees them before a real query), or None. Each scene is shifted and its
+    depth chosen from its own valid queries, as one scene alone would be. Returns per order
+    (order_idx, inverse_idx), both (B, Q). One host synchronisation in all (the deepest scene, to pick
+    the table path); scenes deeper than TABLE_DEPTH use the bitwise encoders one by one.
+    """
+    if pos.ndim != 3 or pos.shape[-1] != 3 or pos.shape[1] < 1:
+        raise ValueError(f"pos must have shape (B, Q, 3) with Q >= 1, got {tuple(pos.shape)}")
+    if not (math.isfinite(grid_size) and grid_size > 0):
+        raise ValueError(f"grid_size must be a finite positive number of metres, got {grid_size}")
+    for order in orders:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    num_scenes, num_query, _ = pos.shape
+    if valid is None:
+        valid = torch.ones(pos.shape[:2], dtype=torch.bool, device=pos.device)
+    lo = pos.masked_fill(~valid[..., None], math.inf).amin(1, keepdim=True)  # (B, 1, 3) per-scene minimum
+    u = pos - lo
+    if grid_size != 1.0:  # the reference never divides (1-m grid, REFERENCE_SPEC 11.1 item 1)
+        u = u / grid_size
+    grid = u.to(torch.int64).masked_fill(~valid[..., None], 0)  # (B, Q, 3) truncation toward zero
+    depth = _bit_length(grid.amax((1, 2))).clamp_min(1)  # (B,) d = 0 is treated as 1
+    if _OVERFLOW:  # inside a CUDA graph: no host round trip; deeper scenes are flagged, not encoded
+        _OVERFLOW[-1].append((depth > TABLE_DEPTH).any())
+        depth, deepest = depth.clamp_max(TABLE_DEPTH), TABLE_DEPTH
+        grid = grid.clamp_max((1 << TABLE_DEPTH) - 1)
+    else:
+        deepest = int(depth.max())  # the one synchronisation
+    if deepest > MAX_DEPTH:
+        raise ValueError(f"pos extent / grid_size needs {deepest} bits per axis, at most {MAX_DEPTH} are "
+                         f"supported; increase grid_size (got {grid_size})")
+    out = []
+    for order in orders:
+        g = grid
+        if order.endswith("-trans"):  # (y, x, z); a stack, not a list index (a host-to-device copy)
+            g = torch.stack([grid[..., 1], grid[..., 0], grid[..., 2]], -1)
+        kind = "hilbert" if order.startswith("hilbert") else "z"
+        if deepest <= TABLE_DEPTH:
+            table, start = code_table(kind, pos.device)
+            d = depth[:, None]  # (B, 1)
+            cell = (g[..., 0] << (2 * d)) | (g[..., 1] << d) | g[..., 2]  # (B, Q)
+            code = table[start[d - 1] + cell]  # (B, Q)
+        else:  # rare: a scene more than 64 cells across
+            encode = hilbert_code if kind == "hilbert" else z_order_code
+            code = torch.stack([encode(g[b], int(depth[b])) for b in range(num_scenes)])
+        code = code.masked_fill(~valid, torch.iinfo(torch.int64).max)  # padding sorts last
+        if stable:
+            order_idx = torch.argsort(code, dim=1, stable=True)  # (B, Q)
+        else:  # the reference's unstable sort, one scene at a time: its ties fall as they would alone
+            order_idx = torch.stack([_unstable_order(code[b], valid[b]) for b in range(num_scenes)])
+        inverse_idx = torch.empty_like(order_idx).scatter_(
+            1, order_idx, torch.arange(num_query, device=pos.device).expand(num_scenes, -1))
+        out.append((order_idx, inverse_idx))
+    return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from lassm.config import CriterionConfig
 from lassm.data.labels import compact_instances, train_labels
@@ -291,10 +292,10 @@ def test_iter_matcher_false_reuses_final_indices(monkeypatch):
     stages, sp_seg, targets = random_batch(8)
     cfg = CriterionConfig(iter_matcher=False)
     calls = []
-    real = crit.hungarian_match
-    monkeypatch.setattr(crit, "hungarian_match", lambda *a: calls.append(1) or real(*a))
+    real = crit.match_stages
+    monkeypatch.setattr(crit, "match_stages", lambda st, *a: calls.append(len(st)) or real(st, *a))
     out = criterion(stages, sp_seg, targets, cfg)
-    assert len(calls) == len(targets)  # only the final stage is matched
+    assert calls == [1]  # only the final stage is matched
     final, indices = stage_loss(stages[-1], targets, cfg, final=True)
     expected = final["loss"] + sum(stage_loss(s, targets, cfg, final=False, indices=indices)[0]["loss"]
                                    for s in stages[:-1])
@@ -339,3 +340,25 @@ def test_golden_losses():
     out = criterion(stages, decoder["sp_seg"], targets, cfg)
     for key, value in golden["losses"].items():
         assert float(out[key]) == pytest.approx(value, rel=2e-2, abs=1e-7), key
+
+
+def test_match_stages_equals_matching_each_stage_and_scene():
+    """The batched matcher (one host copy) pairs exactly as scipy on each stage's own cost matrix."""
+    stages, _, targets = random_batch(9, inst_counts=(3, 0, 2))
+    cfg = CriterionConfig()
+    matched = crit.match_stages(stages, targets, cfg)
+    assert len(matched) == len(stages) and all(len(row) == len(targets) for row in matched)
+    for stage, row in zip(stages, matched, strict=True):
+        for logits, masks, centres, tgt, (q, g) in zip(*scene_preds(stage), targets, row, strict=True):
+            if tgt.labels.numel() == 0:
+                assert q.numel() == g.numel() == 0
+                continue
+            cost = (cfg.cost_class * -logits.softmax(-1)[:, tgt.labels]
+                    + cfg.cost_bce * torch.stack([F.binary_cross_entropy_with_logits(
+                        masks, t.float().expand_as(masks), reduction="none").mean(1) for t in tgt.masks], 1)
+                    + cfg.cost_dice * torch.stack([1 - (2 * (masks.sigmoid() * t).sum(1) + 1)
+                                                   / (masks.sigmoid().sum(1) + t.sum() + 1)
+                                                   for t in tgt.masks.float()], 1)
+                    + cfg.cost_bbox * torch.cdist(centres, tgt.centres, p=1))
+            rows, cols = linear_sum_assignment(cost.numpy())
+            assert q.tolist() == rows.tolist() and g.tolist() == cols.tolist()

@@ -213,7 +213,7 @@ def test_without_centre_refinement_queries_stay_at_their_seeds():
     feats, coords = [torch.randn(40, 8)], [torch.rand(40, 3) * 4]
     seen = []
     for layer in dec.layers:  # the positions each layer's local aggregation receives
-        layer.aggregation.register_forward_hook(lambda m, args, out: seen.append(args[1].clone()))
+        layer.aggregation.register_forward_hook(lambda m, args, out: seen.append(args[1][0].clone()))
     out = dec(feats, coords, [(torch.zeros(3), torch.ones(3) * 4)])
     seeds = coords[0][out.select_idx[0]]
     assert len(seen) == 2 and all(torch.equal(p, seeds) for p in seen)
@@ -221,10 +221,34 @@ def test_without_centre_refinement_queries_stay_at_their_seeds():
     dec.out_center.register_forward_hook(lambda m, args, out: offsets.append(out.detach()))
     out = dec(feats, coords, [(torch.zeros(3), torch.ones(3) * 4)])
     for stage, offset in zip(out.stages, offsets, strict=True):  # each head predicts seed + its own offset
-        torch.testing.assert_close(stage.positions[0], seeds + offset)
+        torch.testing.assert_close(stage.positions[0], seeds + offset[0])
 
 
 def test_ablation_config_values_are_checked():
     for field, value in (("query_init", "random"), ("mixer", "lstm"), ("order", ("peano",)), ("order", ())):
         with pytest.raises(ValueError, match=f"decoder.{field}"):
             small_cfg(**{field: value})
+
+
+@pytest.mark.parametrize("t_layer,mixer", [(2, "ssm"), (0, "ssm"), (1, "attention"), (1, "none")])
+def test_batched_scenes_equal_each_scene_alone(t_layer, mixer):
+    """The decoder runs the scenes of a batch together (padded); that must give what each scene gives
+    alone, including a small scene whose queries are all its superpoints (fewer than the others')."""
+    torch.manual_seed(0)
+    cfg = small_cfg(num_layers=3, t_layer=t_layer, mixer=mixer, stable_order=True, num_query=12)
+    dec = LaSSMDecoder(cfg, in_channels=8, num_classes=3).eval()
+    sizes = (40, 9, 33)  # scene 1: floor(0.8 x 9) <= 12, so its 9 superpoints are its 9 queries
+    feats = [torch.randn(n, 8) for n in sizes]
+    coords = [torch.rand(n, 3) * torch.tensor([6.0, 4.0, 2.5]) for n in sizes]
+    ranges = [(c.min(0).values - 0.1, c.max(0).values + 0.1) for c in coords]
+    with torch.no_grad():
+        together = dec(feats, coords, ranges)
+        alone = [dec([f], [c], [r]) for f, c, r in zip(feats, coords, ranges, strict=True)]
+    assert [len(i) for i in together.select_idx] == [12, 9, 12]
+    for b, single in enumerate(alone):
+        assert torch.equal(together.select_idx[b], single.select_idx[0])
+        torch.testing.assert_close(together.sp_seg[b], single.sp_seg[0])
+        for mine, theirs in zip(together.stages, single.stages, strict=True):
+            for field in ("labels", "masks", "centres", "positions"):
+                torch.testing.assert_close(getattr(mine, field)[b], getattr(theirs, field)[0],
+                                           rtol=1e-4, atol=1e-5)

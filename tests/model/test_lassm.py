@@ -183,19 +183,20 @@ def test_overfits_one_synthetic_room(room):
     model = small_model()
     batch = pack([room])
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    first = None
+    losses = []
     for step in range(300):
         model.train()
         loss = model(batch).losses["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        first = loss.item() if first is None else first
+        losses.append(loss.item())
         if step >= 100 and step % 25 == 0:
             score = ap50(model.eval().predict(batch)[0], batch["origin_segment"], batch["origin_instance"])
             if score == 1.0:
                 break
-    assert loss.item() < first / 10
+    # single steps are noisy (lr 2e-3, one scene): the loss must have fallen tenfold at some point
+    assert min(losses[-25:]) < losses[0] / 10
     # 1.0 with torch's default threads here; one thread sums in another order and ends at 0.96
     assert score >= 0.95, f"AP50 {score} after {step + 1} steps"
 

@@ -184,3 +184,37 @@ def test_stable_order_keeps_ties_in_input_order():
     order_idx, _ = serialization_order(pos, "hilbert", stable=True)
     code = serialization_codes(pos, "hilbert").tolist()
     assert order_idx.tolist() == sorted(range(len(pos)), key=lambda i: code[i])  # Python sort is stable
+
+
+def test_batched_orders_equal_each_scene_alone_with_padding():
+    """Scenes of a batch ordered together (tables; padding last) equal serialization_order per scene,
+    at every depth up to past the tables (the bitwise fallback), for every curve."""
+    from lassm.model.serialize import ORDERS, batched_orders
+
+    g = torch.Generator().manual_seed(3)
+    for extent in (0.5, 5.0, 40.0, 150.0):  # depths 1 .. 8 bits; 150 m is deeper than the tables
+        pos = torch.rand(3, 30, 3, generator=g) * extent
+        valid = torch.ones(3, 30, dtype=torch.bool)
+        valid[1, 22:] = False  # scene 1 has 22 queries
+        got = batched_orders(pos, valid, ORDERS, 1.0, stable=True)
+        for (order_idx, inverse_idx), name in zip(got, ORDERS, strict=True):
+            for b in range(3):
+                n = int(valid[b].sum())
+                ref_order, ref_inverse = serialization_order(pos[b, :n], name, 1.0, stable=True)
+                assert torch.equal(order_idx[b, :n], ref_order)
+                assert torch.equal(inverse_idx[b, :n], ref_inverse)
+                assert torch.equal(order_idx[b, n:], torch.arange(n, 30))  # padding keeps the end
+
+
+def test_table_only_flags_scenes_deeper_than_the_tables():
+    from lassm.model.serialize import TABLE_DEPTH, batched_orders, table_only
+
+    pos = torch.rand(2, 20, 3) * 10.0
+    with table_only() as flags:
+        inside = batched_orders(pos, None, ("hilbert",), stable=True)
+    assert len(flags) == 1 and not bool(flags[0])
+    assert torch.equal(inside[0][0], batched_orders(pos, None, ("hilbert",), stable=True)[0][0])
+    pos[1, 0, 0] = 2.0 ** (TABLE_DEPTH + 1)  # scene 1 is now too deep for the tables
+    with table_only() as flags:
+        batched_orders(pos, None, ("hilbert",), stable=True)
+    assert bool(flags[0])

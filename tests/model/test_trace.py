@@ -105,14 +105,14 @@ def test_positions_match_the_normalised_centres_and_prediction_is_unchanged(trac
 def test_neighbours_equal_what_local_aggregation_gathers(monkeypatch, centre_refine):
     model, cfg, batch = model_and_batch(centre_refine=centre_refine)
     calls = []
-    real_knn = decoder_module.knn
+    real_knn = decoder_module.knn_batched
 
-    def recording_knn(query, points, k, **kwargs):
-        idx, dist2 = real_knn(query, points, k, **kwargs)
-        calls.append((query.clone(), idx.clone(), points.shape[0]))
+    def recording_knn(query, points, k, *args, **kwargs):  # one scene: batch dimension 1
+        idx, dist2 = real_knn(query, points, k, *args, **kwargs)
+        calls.append((query[0].clone(), idx[0].clone(), points.shape[1]))
         return idx, dist2
 
-    monkeypatch.setattr(decoder_module, "knn", recording_knn)  # LocalAggregation's own kNN call
+    monkeypatch.setattr(decoder_module, "knn_batched", recording_knn)  # LocalAggregation's own kNN call
     trace = trace_scene(model, batch)
     aggregation = [i for i, kind in enumerate(trace.kinds) if kind == LOCAL_AGGREGATION]
     assert len(calls) == len(aggregation) > 0
