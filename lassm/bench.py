@@ -1,4 +1,7 @@
-"""Benchmarks that print numbers: ``python -m lassm.bench {backbone,decoder} [options]``.
+"""Benchmarks that print numbers: ``python -m lassm.bench {backbone,decoder,train,model,scaling} [options]``.
+
+``model`` (per-stage times of the training step and of inference) and ``scaling`` (inference time
+and memory against scene size) are described in :mod:`lassm.bench_model`.
 
 ``backbone`` times SpUNet-v2m1 on a batch of ScanNet-sized scenes (the three ~250k-point rooms
 of ``../shared/bench`` when present, else full-size synthetic rooms), voxelized at 2 cm:
