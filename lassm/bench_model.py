@@ -31,31 +31,12 @@ import time
 import numpy as np
 import torch
 
+from .bench import _peak_mb, _peak_reset, _sync
 from .profiling import StageTimer, stage
 
 TRAIN_STAGES = ("to_device", "voxelise", "backbone", "pooling", "query_init", "head0")
 LOSS_STAGES = ("targets", "matching", "losses", "backward", "optimiser")
 INFER_TAIL = ("postprocess",)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _allocated_mb(device: torch.device) -> float:
