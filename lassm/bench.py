@@ -311,41 +311,20 @@ def _format_decoder_row(row: dict) -> str:
 # ------------------------------------------------------------------------------- training step
 
 
-def bench_scene_tensors(scenes: list[dict]) -> list[dict[str, torch.Tensor]]:
-    """Bench scenes (``perf_*.npz``) as the training dataset yields them (CPU tensors, Pointcept keys)."""
-    out = []
-    for scene in scenes:
-        if "superpoint" not in scene or "segment20" not in scene:
-            raise ValueError("bench scenes: the training benchmark needs perf_*.npz scenes with labels and "
-                             "superpoints (see ../shared/bench/README.md)")
-        out.append({"coord": torch.as_tensor(scene["coord"], dtype=torch.float32),
-                    "color": torch.as_tensor(scene["color"], dtype=torch.float32),
-                    "superpoint": torch.as_tensor(scene["superpoint"].astype(np.int64)),
-                    "segment": torch.as_tensor(scene["segment20"].astype(np.int64)),
-                    "instance": torch.as_tensor(scene["instance"].astype(np.int64))})
-    return out
-
-
 def bench_train(scenes: list[dict], device: str = "cuda", preset_name: str = "scannet", variants=(3, 0),
                 amp: str = "auto", repeat: int = 10, augmentation: bool = True) -> list[dict]:
     """Median seconds per training step of the training loop's own code, and peak memory (see module doc)."""
-    from . import augment
-    from .config import preset
-    from .model import LaSSM
-    from .train import _amp_dtype, load_batch, step_generator, train_step
+    from .bench_model import _model, _pipeline, labelled_tensors
+    from .train import _amp_dtype, load_batch, make_optimizer, step_generator, train_step
 
     device = torch.device(device)
-    tensors = bench_scene_tensors(scenes)
+    tensors = [labelled_tensors(s) for s in scenes]
     rows = []
     for t_layer in variants:
-        cfg = preset(preset_name, variant=f"-{t_layer}")
+        cfg, model = _model(preset_name, t_layer, device, train=True)
         cfg.train.amp = amp
-        aug_cfg = augment.augment_config(cfg.data.name, augment.model_variant(t_layer))
-        pipeline = augment.train_pipeline(aug_cfg) if augmentation else augment.val_pipeline(aug_cfg)
-        torch.manual_seed(0)
-        model = LaSSM(cfg.model).to(device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
-                                      weight_decay=cfg.train.weight_decay)
+        pipeline = _pipeline(cfg, t_layer, augmentation)
+        optimizer = make_optimizer(model, cfg.train, device)  # as lassm.train.run builds it
         amp_dtype = _amp_dtype(amp, device)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         data_ms, step_ms = [], []

@@ -88,7 +88,8 @@ def _runs(fn, device: torch.device, repeat: int, warmup: int) -> tuple[list[floa
 def labelled_tensors(scene: dict) -> dict[str, torch.Tensor]:
     """A bench scene (numpy, ``segment20`` or ``segment``) as the dataset yields it (CPU tensors)."""
     if "superpoint" not in scene:
-        raise ValueError("bench scene: expected a 'superpoint' array (perf_*.npz of ../shared/bench)")
+        raise ValueError("bench scenes: the benchmark needs perf_*.npz scenes with labels and superpoints "
+                         "(see ../shared/bench/README.md)")
     n = len(scene["coord"])
     segment = scene.get("segment20", scene.get("segment"))
     out = {"coord": torch.as_tensor(np.asarray(scene["coord"]), dtype=torch.float32),

@@ -111,15 +111,6 @@ def test_train_benchmark_needs_labelled_scenes():
         bench.bench_train([scene], "cpu", "synthetic", variants=(3,), repeat=1)
 
 
-def _labelled_room(seed: int) -> dict:
-    room = generate_room(seed, "small")
-    n = len(room.mesh.vertices)
-    rng = np.random.default_rng(seed)
-    return {"coord": room.mesh.vertices.astype(np.float32), "color": room.mesh.colors,
-            "superpoint": np.arange(n) // 60, "segment20": rng.integers(0, 20, n),
-            "instance": np.where(rng.random(n) < 0.5, np.arange(n) // 600, -1)}
-
-
 def test_model_benchmark_stages_cover_the_step(capsys, tmp_path):
     """`bench model` on CPU: every named stage is timed, and the stages add up to the timed run."""
     from lassm import bench_model as bm
