@@ -15,6 +15,12 @@ from functools import partial
 
 import torch
 
+from .config import AugmentConfig
+from .data.batch import AUGMENT_POINT_KEYS, SCENE_OUTPUT_KEYS
+
+MASK3D_MEAN = (0.47793125906962, 0.4303257521323044, 0.3749598901421883)  # spec 3.1 Mask3DNormalizeColorT
+MASK3D_STD = (0.2834475483823543, 0.27566157565723015, 0.27018971370874995)
+
 
 def grid_sample_first(coord: torch.Tensor, grid_size: float = 0.02, return_inverse: bool = False):
     """Voxelize keeping the first point of each voxel, voxels in lexicographic (x, y, z) order.
@@ -38,58 +44,9 @@ def grid_sample_first(coord: torch.Tensor, grid_size: float = 0.02, return_inver
     return grid[first], first
 
 
-# ----------------------------------------------------------------------------- configuration
-
-PRESETS = ("scannet", "scannet200", "scannetpp", "synthetic", "mosd")
-MASK3D_MEAN = (0.47793125906962, 0.4303257521323044, 0.3749598901421883)  # spec 3.1 Mask3DNormalizeColorT
-MASK3D_STD = (0.2834475483823543, 0.27566157565723015, 0.27018971370874995)
-
-
-@dataclass
-class AugmentConfig:
-    """Which transforms run and with what parameters (REFERENCE_SPEC 3.3). Use :func:`augment_config`."""
-
-    pipeline: str = "scannet"  # preset pipeline of 3.3: "scannet", "scannet200" or "scannetpp"
-    elastic_p: float = 0.95  # training elastic probability ("-3" 0.95, "-0" and ScanNet++ 0.5)
-    elastic_params: tuple[tuple[float, float], ...] = ((10.0, 60.0), (30.0, 180.0))  # (gran., magnitude)
-    tilt_angle: float = 1 / 64  # x/y rotation range [-a, a] x pi (ScanNet 1/64, ScanNet200 1/24)
-    sphere_point_max: int | None = 250000  # sphere crop budget in points (None: use sphere_sample_rate)
-    sphere_sample_rate: float | None = None  # sphere crop budget as a fraction of N (ScanNet++ 0.8)
-    grid_size: float = 0.02  # voxel size in metres
-    color_norm: str = "scannet"  # "scannet": x/127.5 - 1; "mask3d": (x/255 - mean)/std
-    feat_keys: str = "color+coord"  # "color+coord" (6 channels) or "color" (3 channels)
-    val_rotate_z: float | None = None  # fixed validation rotation about z in units of pi (ScanNet "-3": 0.35)
-
-
-def model_variant(t_layer: int) -> str:
-    """The released decoder whose augmentation a decoder with ``t_layer`` cross-attention layers uses:
-    "-0" without cross-attention, else "-3" (so the ablations' t_layer 6 trains like "-3")."""
-    return "-0" if t_layer == 0 else "-3"
-
-
-def augment_config(preset_name: str, variant: str = "-3") -> AugmentConfig:
-    """The augmentation of a dataset preset; synthetic and mOSD use the ScanNet pipeline (3.3)."""
-    if preset_name not in PRESETS:
-        raise ValueError(f"preset_name: expected one of {PRESETS}, got {preset_name!r}")
-    variants = ("-3", "-0", "-3-sc", "-0-sc") if preset_name == "scannetpp" else ("-3", "-0")
-    if variant not in variants:
-        raise ValueError(f"variant: expected one of {variants} for {preset_name}, got {variant!r}")
-    if preset_name == "scannet200":
-        return AugmentConfig(pipeline="scannet200", elastic_p=0.95, elastic_params=((0.2, 0.4), (0.8, 1.6)),
-                             tilt_angle=1 / 24, color_norm="mask3d", feat_keys="color")
-    if preset_name == "scannetpp":
-        return AugmentConfig(pipeline="scannetpp", elastic_p=0.5, sphere_point_max=None,
-                             sphere_sample_rate=0.8)
-    return AugmentConfig(elastic_p=0.95 if variant == "-3" else 0.5,
-                         val_rotate_z=0.35 if variant == "-3" else None)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 Scene = dict[str, torch.Tensor]
-POINT_KEYS = ("coord", "color", "normal", "segment", "instance", "elastic_coord", "grid_coord",
-              "origin_coord", "origin_segment", "origin_instance")  # subset with the points (3.1)
-
 
 def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape or (1,), generator=g, device=g.device)
@@ -105,7 +62,7 @@ def _happens(g: torch.Generator, p: float) -> bool:
 
 def _subset(scene: Scene, idx: torch.Tensor) -> Scene:
     """Keep points ``idx`` (in that order) in every point key; superpoints are re-indexed to 0..S'-1."""
-    for key in POINT_KEYS:
+    for key in AUGMENT_POINT_KEYS:
         if key in scene:
             scene[key] = scene[key][idx]
     if "superpoint" in scene:
@@ -379,13 +336,10 @@ def assemble_feat(scene: Scene, g: torch.Generator, keys: str = "color+coord") -
     return scene
 
 
-OUTPUT_KEYS = ("coord", "grid_coord", "feat", "segment", "instance",  # voxel level (M rows)
-               "inverse", "superpoint", "origin_coord", "origin_segment", "origin_instance")  # point level
-
 
 def collect(scene: Scene, g: torch.Generator) -> Scene:
     """Collect (3.1): the model input of 3.2 (offsets are added by the collate function)."""
-    return {k: scene[k] for k in OUTPUT_KEYS if k in scene}
+    return {k: scene[k] for k in SCENE_OUTPUT_KEYS if k in scene}
 
 
 # ----------------------------------------------------------------------------- pipelines

@@ -3,6 +3,7 @@
     from lassm import config, train
     cfg = config.synthetic(); cfg.train.epochs = 10
     train.run(cfg)                                    # a notebook or a script
+    train.launch(cfg, gpus=2)                         # one process per GPU under torchrun
     python -m lassm.train --preset synthetic --set train.epochs=10
     torchrun --nproc_per_node 4 -m lassm.train --config outputs/scannet-3/config.json
 
@@ -35,10 +36,13 @@ import torch
 
 from . import augment
 from .config import Config, apply_overrides, preset
-from .data.dataset import SceneDataset, keep_as_list, pack_scenes
+from .data.batch import pack_scenes
+from .data.dataset import SceneDataset, keep_as_list
 from .data.io import atomic_path
 from .evaluate import evaluate_predictions
+from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
+from .model.checkpoint import read_checkpoint, save_checkpoint
 from .profiling import stage
 
 # ------------------------------------------------------------------------------- helpers
@@ -67,7 +71,7 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16 where the GPU supports it, else fp16 (with loss scaling); no autocast on the CPU."""
     if amp == "off" or device.type != "cuda":
         return None
@@ -90,14 +94,7 @@ def should_evaluate(epoch: int, rule: tuple[tuple[int, int], ...]) -> bool:
     return interval > 0 and epoch % interval == 0
 
 
-def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """The generator of one step's augmentation: a function of (seed, epoch, step, rank) only."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step * 64 + rank)
-    return g
-
-
-def _peak_mb(device: torch.device) -> float:
+def peak_mb(device: torch.device) -> float:
     """Peak memory so far in MB: CUDA allocations on a GPU, the process's resident high-water mark on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -106,17 +103,12 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _write_json(path: Path, obj) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2))
 
 
-def _to(scene: dict, device: torch.device) -> dict:
+def to_device(scene: dict, device: torch.device) -> dict:
     """The scene's tensors on the device (the name and other metadata stay behind)."""
     return {k: v.to(device, non_blocking=True) for k, v in scene.items() if torch.is_tensor(v)}
 
@@ -128,7 +120,7 @@ class NonFiniteLoss(FloatingPointError):
 def load_batch(scenes: list[dict], pipeline, generator: torch.Generator, device: torch.device) -> dict:
     """Loaded scenes -> one packed batch: each scene moved to the device, augmented, then packed."""
     with stage("to_device"):
-        scenes = [_to(s, device) for s in scenes]
+        scenes = [to_device(s, device) for s in scenes]
     with stage("voxelise"):
         return pack_scenes([pipeline(s, generator) for s in scenes])
 
@@ -210,23 +202,21 @@ class Logger:
 
 @torch.no_grad()
 def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device) -> dict:
-    """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9."""
-    pipeline = augment.val_pipeline(
-        augment.augment_config(cfg.data.name, augment.model_variant(cfg.model.decoder.t_layer)))
+    """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9.
+
+    Each scene goes through :func:`lassm.inference.predict_arrays` with its index in the split, the
+    path that ``predict`` and ``export`` take too.
+    """
     count = len(dataset.scenes)
     if cfg.train.val_max_scenes:
         count = min(count, cfg.train.val_max_scenes)
     was_training = model.training
-    model.eval()
     predictions, scenes = [], []
     started = time.perf_counter()
     for i in range(count):
-        scene = pipeline(_to(dataset[i], device), step_generator(cfg.seed, 0, i, 0, device))
-        batch = pack_scenes([scene])
-        for key in ("origin_segment", "origin_instance"):  # no labels: predict without computing losses
-            batch.pop(key)
-        predictions.append(model.predict(batch)[0])
-        scenes.append({"segment": scene["origin_segment"].cpu(), "instance": scene["origin_instance"].cpu()})
+        arrays = to_device(dataset[i], device)
+        predictions.append(predict_arrays(model, cfg, arrays, device, scene_index=i))
+        scenes.append({"segment": arrays["segment"].cpu(), "instance": arrays["instance"].cpu()})
     model.train(was_training)
     metrics = evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
     metrics["seconds_per_scene"] = (time.perf_counter() - started) / max(count, 1)  # preprocessing + predict
@@ -251,19 +241,18 @@ def run(cfg: Config) -> dict:
                              require_labels=True)
     val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key,
                            require_labels=True)
-    pipeline = augment.train_pipeline(
-        augment.augment_config(cfg.data.name, augment.model_variant(cfg.model.decoder.t_layer)))
+    pipeline = augment.train_pipeline(cfg.augment)
 
     torch.manual_seed(cfg.seed)
     model = LaSSM(cfg.model).to(device)
     optimizer = make_optimizer(model, tc, device)
-    amp_dtype = _amp_dtype(tc.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    autocast_dtype = amp_dtype(tc.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
 
     state = {"epoch": 0, "step": 0, "best_ap50": -1.0}
     last = run_dir / "model_last.pth"
     if tc.resume and last.is_file():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+        ckpt = read_checkpoint(last, map_location=device)
         if ckpt.get("config", {}).get("model") != cfg.to_dict()["model"]:
             raise ValueError(f"{last}: was written by a different model config; use another "
                              f"train.experiment or set train.resume=False")
@@ -303,7 +292,7 @@ def run(cfg: Config) -> dict:
             batch = load_batch(scenes, pipeline, step_generator(cfg.seed, epoch, i, rank, device), device)
             lr = poly_lr(tc.lr, step, total, tc.poly_power)
             try:
-                losses = train_step(ddp, optimizer, scaler, batch, lr, amp_dtype, tc)
+                losses = train_step(ddp, optimizer, scaler, batch, lr, autocast_dtype, tc)
             except NonFiniteLoss as err:
                 raise NonFiniteLoss(f"{err} at step {step} (epoch {epoch + 1}); the last good "
                                     f"checkpoint is {last}") from None
@@ -318,7 +307,7 @@ def run(cfg: Config) -> dict:
         state["epoch"] = epoch + 1
         logger.log("epoch", state["step"], {**{k: v / max(seen, 1) for k, v in sums.items()},
                                             "epoch": state["epoch"], "seconds": time.time() - started,
-                                            "peak_mb": _peak_mb(device)})
+                                            "peak_mb": peak_mb(device)})
         finished = state["epoch"] >= tc.epochs or bool(tc.max_steps and state["step"] >= tc.max_steps)
         if rank == 0 and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished):
             metrics = validate(model, val_set, cfg, device)
@@ -327,15 +316,45 @@ def run(cfg: Config) -> dict:
                                               "seconds_per_scene": metrics["seconds_per_scene"]})
             if metrics["AP50"] > state["best_ap50"]:
                 state["best_ap50"] = metrics["AP50"]
-                _save({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
-                       "metrics": metrics}, run_dir / "model_best.pth")
+                save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
+                                 "metrics": metrics}, run_dir / "model_best.pth")
         if rank == 0:
-            _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scaler": scaler.state_dict(), "state": dict(state), "config": cfg.to_dict()}, last)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict(), "state": dict(state),
+                             "config": cfg.to_dict()}, last)
         if world > 1:
             torch.distributed.barrier()
     logger.close()
     return metrics
+
+
+def launch(cfg: Config, gpus: int = 1, log=print) -> dict:
+    """Train ``cfg`` on ``gpus`` GPUs of this machine: in this process for one, else one process per GPU
+    under ``torchrun`` (DistributedDataParallel). Returns the run's last validation record, or the
+    metrics of the in-process run.
+
+    The multi-GPU run reads the config from ``<run>/launch_config.json`` (written atomically) and its
+    output is passed line by line to ``log``; a failing run raises RuntimeError with its exit code.
+    """
+    if not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus: expected a positive integer, got {gpus!r}")
+    if gpus == 1:
+        return run(cfg)
+    import subprocess
+
+    run_dir = Path(cfg.train.output_root) / cfg.train.experiment
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "launch_config.json"
+    _write_json(config_file, cfg.to_dict())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "lassm.train", "--config", str(config_file)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log(line.rstrip("\n"))
+    if proc.returncode:
+        raise RuntimeError(f"torchrun with {gpus} processes exited with {proc.returncode}; "
+                           f"see the output above")
+    return last_validation(run_dir)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

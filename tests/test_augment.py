@@ -28,10 +28,19 @@ def test_grid_sample_first_rejects_bad_input():
         grid_sample_first(torch.rand(5, 3), 0.0)
 
 
-def test_every_t_layer_gets_a_released_augmentation():
-    """Decoders beyond the released "-3" / "-0" (the ablations' t_layer 6) train with "-3"'s pipeline."""
-    from lassm.augment import augment_config, model_variant
+def test_presets_record_their_augmentation_and_old_configs_get_the_one_they_implied():
+    """Augmentation is part of Config (filled by the presets); a config.json written before that
+    gets what its dataset and decoder implied then ("-0" settings only without cross-attention)."""
+    from lassm import config
 
-    assert [model_variant(t) for t in range(7)] == ["-0"] + ["-3"] * 6
-    for t in range(7):
-        assert augment_config("synthetic", model_variant(t)).elastic_p == (0.5 if t == 0 else 0.95)
+    assert config.synthetic(variant="-0").augment.elastic_p == 0.5
+    assert config.synthetic().augment.val_rotate_z == 0.35
+    assert config.scannet200().augment.feat_keys == "color"
+    for cfg, variant in ((config.synthetic(variant="-0"), "-0"), (config.scannet200(), "-3")):
+        old = cfg.to_dict()
+        old.pop("augment")
+        assert config.Config.from_dict(old).augment == config.augment_preset(cfg.data.name, variant)
+    six = config.synthetic().to_dict()
+    six.pop("augment")
+    six["model"]["decoder"]["t_layer"] = 6
+    assert config.Config.from_dict(six).augment.elastic_p == 0.95

@@ -11,6 +11,7 @@ from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import convolve
 
 from lassm import augment as A
+from lassm.config import augment_preset
 from lassm.data.synthetic import generate_room
 
 
@@ -191,7 +192,7 @@ def test_colour_transforms_and_normalisation():
 @pytest.mark.parametrize("preset,channels", [("scannet", 6), ("scannet200", 3), ("scannetpp", 6),
                                               ("synthetic", 6), ("mosd", 6)])
 def test_feature_channels_per_preset(preset, channels):
-    cfg = A.augment_config(preset, "-3")
+    cfg = augment_preset(preset, "-3")
     out = A.val_pipeline(cfg)(_labelled_scene(300), _gen())
     assert out["feat"].shape == (out["coord"].shape[0], channels)
 
@@ -201,7 +202,7 @@ def test_feature_channels_per_preset(preset, channels):
 def test_full_pipelines_on_a_synthetic_room(preset, variant):
     scene = _room_scene()
     n = scene["coord"].shape[0]
-    cfg = A.augment_config(preset, variant)
+    cfg = augment_preset(preset, variant)
     for pipe, train in ((A.train_pipeline(cfg), True), (A.val_pipeline(cfg), False)):
         out = pipe(scene, _gen(7))
         m, n_pt = out["coord"].shape[0], out["origin_coord"].shape[0]
@@ -224,7 +225,7 @@ def test_full_pipelines_on_a_synthetic_room(preset, variant):
 
 
 def test_determinism():
-    cfg = A.augment_config("scannet", "-3")
+    cfg = augment_preset("scannet", "-3")
     pipe = A.train_pipeline(cfg)
     scene = _room_scene()
     a, b, c = pipe(scene, _gen(11)), pipe(scene, _gen(11)), pipe(scene, _gen(12))
@@ -251,10 +252,10 @@ def test_labels_stay_aligned_through_the_train_transforms():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="preset_name"):
-        A.augment_config("kitti", "-3")
+    with pytest.raises(ValueError, match="dataset"):
+        augment_preset("kitti", "-3")
     with pytest.raises(ValueError, match="variant"):
-        A.augment_config("scannet", "-3-sc")
+        augment_preset("scannet", "-3-sc")
     with pytest.raises(ValueError, match="scene"):
         empty = {"coord": torch.zeros(0, 3), "color": torch.zeros(0, 3)}
-        A.train_pipeline(A.augment_config("scannet"))(empty, _gen())
+        A.train_pipeline(augment_preset("scannet"))(empty, _gen())

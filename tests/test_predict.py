@@ -9,11 +9,12 @@ from plyfile import PlyData, PlyElement
 from pypcd4 import Encoding, PointCloud
 
 from lassm import augment, config, predict
-from lassm.data.dataset import SceneDataset, pack_scenes
+from lassm.data.batch import pack_scenes
+from lassm.data.dataset import SceneDataset
 from lassm.data.io import DataError, Mesh, write_mesh_ply, write_scene
 from lassm.data.superpoints import segment_mesh
+from lassm.inference import step_generator
 from lassm.model import LaSSM
-from lassm.train import step_generator
 
 
 def tiny_config() -> config.Config:
@@ -152,7 +153,7 @@ def test_cli_masks_equal_the_validation_path(tmp_path, checkpoint):
         "coord": xyz, "color": rgb, "superpoint": result["superpoint"] * 3 + 5,  # raw ids need not be compact
         "segment20": np.full(len(xyz), -1), "instance": np.full(len(xyz), -1)})
     scene = SceneDataset(tmp_path / "data", "val")[0]  # the steps of lassm.train.validate
-    pipeline = augment.val_pipeline(augment.augment_config("synthetic", "-0"))
+    pipeline = augment.val_pipeline(cfg.augment)
     tensors = {k: v for k, v in scene.items() if torch.is_tensor(v)}
     scene = pipeline(tensors, step_generator(cfg.seed, 0, 0, 0, torch.device("cpu")))
     batch = pack_scenes([scene])

@@ -2,8 +2,8 @@
 
 A scene folder ``<root>/<split>/<scene>/`` holds ``<key>.npy`` arrays (``lassm.data.io``). The
 dataset yields per-point tensors with Pointcept's key names; augmentation (``lassm.augment``)
-then runs per scene on the training device, and :func:`pack_scenes` concatenates the results
-with cumulative offsets: ``offset`` over voxels and ``origin_offset`` over points.
+then runs per scene on the training device, and :func:`lassm.data.batch.pack_scenes` concatenates the results
+with cumulative offsets (the batch format is documented in :mod:`lassm.data.batch`).
 
     ds = SceneDataset("data/synthetic", "train", segment_key="segment20")
     scene = ds[0]  # coord (N, 3) float32, color (N, 3) float32 0..255, segment, instance, superpoint
@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .batch import scene_tensors
 from .io import DataError, load_scene, scene_is_done
-
-VOXEL_KEYS = ("coord", "grid_coord", "feat", "color", "segment", "instance")  # one row per voxel
-POINT_KEYS = ("inverse", "superpoint", "origin_coord", "origin_segment", "origin_instance")  # per point
 
 
 class SceneDataset(torch.utils.data.Dataset):
@@ -64,19 +62,16 @@ class SceneDataset(torch.utils.data.Dataset):
         if "coord" not in arrays or "color" not in arrays or "superpoint" not in arrays:
             raise DataError(f"{folder}: expected coord.npy, color.npy and superpoint.npy")
         n = len(arrays["coord"])
-        scene = {"name": folder.name,
-                 "coord": torch.from_numpy(arrays["coord"].astype(np.float32)),
-                 "color": torch.from_numpy(arrays["color"].astype(np.float32)),
-                 "superpoint": torch.from_numpy(arrays["superpoint"].astype(np.int64).reshape(n))}
+        labels = {}
         for key, source in (("segment", self.segment_key), ("instance", self.instance_key)):
             values = arrays.get(source)
-            if values is None:
-                values = np.full(n, -1, np.int64)
-            elif values.ndim == 2:  # ScanNet++: up to three labels per vertex; column 0 (spec 2.1)
+            if values is not None and values.ndim == 2:  # ScanNet++: up to three labels per vertex; column 0
                 values = values[:, 0]
-            if len(values) != n:
+            if values is not None and len(values) != n:
                 raise DataError(f"{folder}: {source}.npy has {len(values)} rows, coord.npy {n}")
-            scene[key] = torch.from_numpy(values.astype(np.int64))
+            labels[key] = values
+        scene = {"name": folder.name, **scene_tensors({"coord": arrays["coord"], "color": arrays["color"],
+                                                       "superpoint": arrays["superpoint"], **labels})}
         if self.with_normal and "normal" in arrays:
             scene["normal"] = torch.from_numpy(arrays["normal"].astype(np.float32))
         return scene
@@ -85,25 +80,3 @@ class SceneDataset(torch.utils.data.Dataset):
 def keep_as_list(scenes: list[dict]) -> list[dict]:
     """DataLoader collate: scenes stay separate, since they are augmented one by one on the device."""
     return scenes
-
-
-def pack_scenes(scenes: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate augmented scenes into one batch with ``offset`` / ``origin_offset`` (spec 3.2).
-
-    Voxel-level keys are those of VOXEL_KEYS, point-level keys those of POINT_KEYS; ``inverse``
-    stays local to its scene, as the model expects. Other keys are dropped.
-    """
-    if not scenes:
-        raise ValueError("scenes: expected at least one scene to pack")
-    batch: dict[str, torch.Tensor] = {}
-    for key in (*VOXEL_KEYS, *POINT_KEYS):
-        present = [key in s for s in scenes]
-        if any(present) and not all(present):
-            raise ValueError(f"scenes: key {key!r} is in some scenes but not in others")
-        if all(present):
-            batch[key] = torch.cat([s[key] for s in scenes])
-    for key, counted in (("offset", "coord"), ("origin_offset", "origin_coord")):
-        if counted in batch:
-            counts = torch.tensor([len(s[counted]) for s in scenes], device=batch[counted].device)
-            batch[key] = torch.cumsum(counts, 0)
-    return batch

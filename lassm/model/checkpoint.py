@@ -1,4 +1,10 @@
-"""Loading weights trained elsewhere into our modules.
+"""Checkpoint files: reading them as data only, writing them atomically, and loading weights trained
+elsewhere into our modules.
+
+:func:`read_checkpoint` is the one loader of every checkpoint in lassm (ours, the authors', Mask3D's):
+``torch.load(weights_only=True)``, which rebuilds tensors, numbers, strings and containers and never
+runs code from the file, so a checkpoint downloaded from anywhere is safe to open.
+:func:`save_checkpoint` writes one atomically (an interrupted write leaves the old file).
 
 SpUNet-v2m1 needs no conversion: :class:`lassm.model.SpUNet` has the reference's module
 names and spconv's weight layout, so the authors' ``backbone.*`` entries load as they are.
@@ -25,12 +31,44 @@ MinkowskiEngine matrix.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from ..data.io import DataError, atomic_path
+
 _BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
+    """A checkpoint file's contents, loaded as data only (never code); DataError names the file otherwise.
+
+    A file that needs Python objects beyond tensors and plain data (a pickled class, a function) is
+    refused rather than unpickled: such a file can run arbitrary code when opened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: holds Python objects other than tensors and plain data ({first[:200]}); "
+                        f"lassm opens checkpoints as data only and will not unpickle code from a file. "
+                        f"Re-save its state_dict with torch.save(...) in a trusted session.") from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, struct.error, zipfile errors, ...
+        raise DataError(f"{path}: not a readable torch checkpoint, truncated or corrupt "
+                        f"({type(err).__name__}: {str(err)[:200]})") from err
+
+
+def save_checkpoint(obj: dict, path: str | Path) -> Path:
+    """Write ``obj`` with torch.save atomically: readers see the old file or the whole new one."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
 
 
 def minkowski_kernel_to_spconv(kernel: torch.Tensor) -> torch.Tensor:
@@ -77,10 +115,7 @@ def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: st
     Unlike the reference's silent non-strict load (spec 11.2.12), a file whose keys do not
     match (for example prefixed ``unet.`` instead of ``backbone.``) is an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = read_checkpoint(path)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state_dict (or a dict with 'state_dict')")
@@ -143,10 +178,7 @@ def load_lassm_checkpoint(model: torch.nn.Module, source, skip_keys: tuple[str, 
     """
     name = str(source) if isinstance(source, (str, Path)) else "checkpoint"
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        source = torch.load(path, map_location="cpu", weights_only=False)
+        source = read_checkpoint(source)
     state = strip_prefixes(_state_dict_of(source, name))
     skipped = sorted(k for k in state if any(s in k for s in skip_keys))
     state = {k: v for k, v in state.items() if k not in set(skipped)}

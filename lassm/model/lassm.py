@@ -1,6 +1,6 @@
 """The LaSSM model (REFERENCE_SPEC 5): backbone -> superpoint pooling -> decoder -> losses / instances.
 
-A batch is the packed dictionary of spec 3.2 (Pointcept's key names):
+A batch is the packed dictionary of spec 3.2 (Pointcept's key names; :mod:`lassm.data.batch`):
 
 - voxels: ``feat`` (sum N_vx, F_in), ``grid_coord`` (sum N_vx, 3) int, ``coord`` (sum N_vx, 3) the
   representative point of each voxel, ``offset`` (B,) cumulative voxel counts;
@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..data.batch import MODEL_KEYS
 from ..profiling import stage
 from .backbone import build_backbone
 from .criterion import build_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
 from .postprocess import Prediction, predict_instances
 
-REQUIRED_KEYS = ("feat", "grid_coord", "coord", "offset", "inverse", "superpoint", "origin_coord",
-                 "origin_offset")
+REQUIRED_KEYS = MODEL_KEYS  # the packed batch of lassm.data.batch
 
 
 class Scene(NamedTuple):

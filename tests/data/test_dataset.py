@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lassm.data.dataset import SceneDataset, pack_scenes
+from lassm.data.batch import pack_scenes
+from lassm.data.dataset import SceneDataset
 from lassm.data.io import DataError, write_scene
 
 

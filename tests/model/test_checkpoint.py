@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from lassm.data.io import DataError
 from lassm.model import Res16UNet34C
 from lassm.model.checkpoint import load_minkowski_backbone, minkowski_kernel_to_spconv, minkowski_to_lassm
 from lassm.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
@@ -90,5 +91,5 @@ def test_state_dict_mapping_and_strict_loading(tmp_path):
     torch.save({"state_dict": renamed}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="no keys start with 'backbone.'"):
         load_minkowski_backbone(fresh, tmp_path / "bad.pth")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(DataError, match="missing.pth"):
         load_minkowski_backbone(fresh, tmp_path / "missing.pth")

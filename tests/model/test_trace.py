@@ -137,7 +137,7 @@ def test_layer_neighbours_brute_force_and_empty_slots():
 
 def test_trace_rejects_a_batch_of_two_scenes(traced):
     model, cfg, _, _ = traced
-    from lassm.data.dataset import pack_scenes
+    from lassm.data.batch import pack_scenes
 
     one = prepare_input(blob_arrays(seed=1), cfg, "cpu")
     two = pack_scenes([{k: one[k] for k in ("feat", "grid_coord", "coord", "inverse", "superpoint",

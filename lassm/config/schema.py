@@ -1,18 +1,32 @@
-"""Typed configuration with named presets, one per dataset (STYLE rule 2).
+"""The typed configuration (STYLE rule 2): one nested dataclass per component, a short comment per field.
 
-Later components (augmentation, model, training) add their own nested dataclasses here; a
-checkpoint stores the whole :class:`Config`. Use the presets rather than building by hand::
-
-    cfg = lassm.config.synthetic()
-    cfg.data.root  # 'data/synthetic'
+A checkpoint stores the whole :class:`Config` (``to_dict``); ``from_dict`` and ``apply_overrides``
+rebuild and change it with validation. The named presets are in :mod:`lassm.config.presets`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from pathlib import Path
 
-from .data import labels
+from ..data import labels
+
+
+@dataclass
+class ScanConfig:
+    """How a raw scan becomes a processed scene. Stored with the config in every checkpoint, so
+    ``lassm.predict`` repeats on a raw scan exactly what preprocessing did for training."""
+
+    # "dataset": coordinates as the dataset stores them (ScanNet-style meshes are gravity-aligned);
+    # "support_plane": a single-view RGB-D scan in the camera frame is re-expressed z-up in the frame
+    # of its fitted support plane (table or floor), table at z = 0 (lassm.data.singleview)
+    frame: str = "dataset"
+    k_thresh: float = 0.01  # Segmentator threshold of the superpoints (mesh, pixel-grid mesh or kNN graph)
+    seg_min_verts: int = 20  # smallest superpoint, in vertices / points
+    knn: int = 8  # neighbours of each point in the kNN-graph superpoints of clouds without a mesh
+
+    def __post_init__(self):
+        if self.frame not in ("dataset", "support_plane"):
+            raise ValueError(f"data.scan.frame: expected 'dataset' or 'support_plane', got {self.frame!r}")
 
 
 @dataclass
@@ -26,10 +40,60 @@ class DataConfig:
     class_names: tuple[str, ...] = labels.CLASS_LABELS_20  # semantic classes, index = label
     stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are not instances (wall, floor)
     instance_key: str = "instance"  # which instance array to load as `instance`
+    scan: ScanConfig = field(default_factory=ScanConfig)  # raw scan -> processed scene (predict repeats it)
 
     @property
     def instance_class_names(self) -> tuple[str, ...]:
         return tuple(n for i, n in enumerate(self.class_names) if i not in self.stuff_classes)
+
+
+@dataclass
+class AugmentConfig:
+    """Which transforms run and with what parameters (REFERENCE_SPEC 3.3); the presets fill it."""
+
+    pipeline: str = "scannet"  # preset pipeline of 3.3: "scannet", "scannet200" or "scannetpp"
+    elastic_p: float = 0.95  # training elastic probability ("-3" 0.95, "-0" and ScanNet++ 0.5)
+    elastic_params: tuple[tuple[float, float], ...] = ((10.0, 60.0), (30.0, 180.0))  # (gran., magnitude)
+    tilt_angle: float = 1 / 64  # x/y rotation range [-a, a] x pi (ScanNet 1/64, ScanNet200 1/24)
+    sphere_point_max: int | None = 250000  # sphere crop budget in points (None: use sphere_sample_rate)
+    sphere_sample_rate: float | None = None  # sphere crop budget as a fraction of N (ScanNet++ 0.8)
+    grid_size: float = 0.02  # voxel size in metres
+    color_norm: str = "scannet"  # "scannet": x/127.5 - 1; "mask3d": (x/255 - mean)/std
+    feat_keys: str = "color+coord"  # "color+coord" (6 channels) or "color" (3 channels)
+    val_rotate_z: float | None = None  # fixed validation rotation about z in units of pi (ScanNet "-3": 0.35)
+
+    def __post_init__(self):
+        choices = {"pipeline": ("scannet", "scannet200", "scannetpp"), "color_norm": ("scannet", "mask3d"),
+                   "feat_keys": ("color+coord", "color")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"augment.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 <= self.elastic_p <= 1:
+            raise ValueError(f"augment.elastic_p: expected a probability in [0, 1], got {self.elastic_p}")
+        if self.grid_size <= 0:
+            raise ValueError(f"augment.grid_size: expected > 0, got {self.grid_size}")
+
+
+def augment_preset(dataset: str, variant: str = "-3") -> AugmentConfig:
+    """The released augmentation of a dataset and decoder variant (spec 3.3); synthetic rooms and
+    mOSD use the ScanNet pipeline. A decoder without cross-attention layers ("-0") trains with the
+    "-0" settings."""
+    if dataset not in PRESETS_DATA:
+        raise ValueError(f"dataset: expected one of {PRESETS_DATA}, got {dataset!r}")
+    variants = ("-3", "-0", "-3-sc", "-0-sc") if dataset == "scannetpp" else ("-3", "-0")
+    if variant not in variants:
+        raise ValueError(f"variant: expected one of {variants} for {dataset}, got {variant!r}")
+    if dataset == "scannet200":
+        return AugmentConfig(pipeline="scannet200", elastic_p=0.95, elastic_params=((0.2, 0.4), (0.8, 1.6)),
+                             tilt_angle=1 / 24, color_norm="mask3d", feat_keys="color")
+    if dataset == "scannetpp":
+        return AugmentConfig(pipeline="scannetpp", elastic_p=0.5, sphere_point_max=None,
+                             sphere_sample_rate=0.8)
+    return AugmentConfig(elastic_p=0.95 if variant == "-3" else 0.5,
+                         val_rotate_z=0.35 if variant == "-3" else None)
+
+
+PRESETS_DATA = ("scannet", "scannet200", "scannetpp", "synthetic", "mosd")
 
 
 @dataclass
@@ -223,14 +287,25 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0  # one seed for the whole run, recorded with its outputs
     release: str = ""  # the authors' config a preset reproduces, e.g. "scannet/insseg-lassm-spunet-v2-3"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training / validation transforms
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        """Rebuild a Config written by :meth:`to_dict` (e.g. a run's config.json); unknown keys raise."""
-        return _build(cls, d, "config")
+        """Rebuild a Config written by :meth:`to_dict` (e.g. a run's config.json); unknown keys raise.
+
+        Configs written before augmentation was part of the config get the augmentation their
+        dataset and decoder implied then (``augment_preset``).
+        """
+        cfg = _build(cls, d, "config")
+        if isinstance(d, dict) and "augment" not in d:
+            variant = "-0" if cfg.model.decoder.t_layer == 0 else "-3"
+            cfg.augment = augment_preset(cfg.data.name, variant)
+        if isinstance(d, dict) and "scan" not in d.get("data", {}) and cfg.data.name == "mosd":
+            cfg.data.scan.frame = "support_plane"  # mOSD scenes were always put in the table frame
+        return cfg
 
 
 def _build(cls, d: dict, where: str):
@@ -292,105 +367,3 @@ def _split(override: str) -> tuple[str, str]:
         raise ValueError(f"override {override!r}: expected key=value, e.g. train.epochs=10")
     key, value = override.split("=", 1)
     return key.strip(), value.strip()
-
-
-VARIANTS = ("-3", "-0")  # released decoders: 3 cross-attention layers + 3 local-aggregation layers, or 6
-SCRATCH_VARIANTS = ("-3-sc", "-0-sc")  # ScanNet++ only: the same decoders trained from scratch
-
-
-def _decoder(variant: str, **overrides) -> DecoderConfig:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
-    return DecoderConfig(t_layer=int(variant[1:]), **overrides)
-
-
-def _model(data: DataConfig, backbone: BackboneConfig, decoder: DecoderConfig, topk: int) -> ModelConfig:
-    """Class count and stuff classes follow the data, so the heads always match the label space."""
-    return ModelConfig(backbone=backbone, decoder=decoder, postprocess=PostprocessConfig(topk_insts=topk),
-                       num_classes=len(data.instance_class_names), stuff_classes=data.stuff_classes)
-
-
-def synthetic(root: str = "data/synthetic", variant: str = "-3") -> Config:
-    """Built-in procedural rooms in ScanNet's format, ScanNet v2's 20 classes.
-
-    A small model for a laptop CPU: the golden data's 16-channel SpUNet and a 128-wide decoder with
-    100 queries (rooms have a few hundred superpoints, so most queries are all superpoints).
-    """
-    data = DataConfig(name="synthetic", raw_root="data/synthetic_raw", root=root)
-    backbone = BackboneConfig(base_channels=16, planes=(16, 32, 48, 64, 80))
-    return Config(data, _model(data, backbone, _decoder(variant, d_model=128, ffn_hidden=512, num_query=100),
-                               topk=100))
-
-
-def scannet(root: str = "data/scannet", variant: str = "-3") -> Config:
-    """ScanNet v2, released configs insseg-lassm-spunet-v2-3 / -0 (spec 10.2)."""
-    data = DataConfig(name="scannet", raw_root="data/scannet_raw", root=root)
-    return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=200),
-                  release=f"scannet/insseg-lassm-spunet-v2{variant}")
-
-
-def scannet200(root: str = "data/scannet", variant: str = "-3") -> Config:
-    """ScanNet200 with Mask3D's Res16UNet34C on colour only (spec 4.2, 10.2)."""
-    # Same processed folder as ScanNet v2; wall (0) and floor (2) are stuff. The reference swaps raw
-    # chair (1) and floor (2) at load time and then drops the prefix (0, 1) (REFERENCE_SPEC 2.2-2.3);
-    # mapping the non-stuff classes to 0..C-1 in order gives the same train labels without the swap.
-    data = DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root, segment_key="segment200",
-                      class_names=labels.CLASS_LABELS_200, stuff_classes=(0, 2))
-    return Config(data, _model(data, BackboneConfig(name="res16unet34c", in_channels=3), _decoder(variant),
-                               topk=600), release=f"scannet200/insseg-lassm-minkunet{variant}")
-
-
-def scannetpp(root: str = "data/scannetpp", variant: str = "-3") -> Config:
-    """ScanNet++ v2: variants -3 / -0 fine-tune the ScanNet model, -3-sc / -0-sc train from scratch.
-
-    The -sc configs have the same model; they differ in training only (no initial weights, 800
-    epochs, lr 1e-4; spec 10.2), which the training configuration reads from ``release``.
-    """
-    stuff = tuple(i for i in range(len(labels.CLASS_LABELS_PP)) if i not in labels.INSTANCE_CLASS_IDS_PP)
-    data = DataConfig(name="scannetpp", raw_root="data/scannetpp_raw", root=root,
-                      train_split="train_grid1mm_chunk6x6_stride3x3", segment_key="segment",
-                      class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff)
-    decoder = _decoder(variant.removesuffix("-sc") if variant in SCRATCH_VARIANTS else variant)
-    return Config(data, _model(data, BackboneConfig(), decoder, topk=300),
-                  release=f"scannetpp/insseg-lassm-spunet-v2{variant}")
-
-
-def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: str = "object",
-         variant: str = "-3") -> Config:
-    """mOSD tabletop scans: the table is stuff; instances are whole objects or object parts.
-
-    view: "object" (the original OSD objects) or "part" (mOSD's disjoint parts); both are
-    stored in every processed scene, as ``instance_object`` and ``instance_part``.
-    A small model like synthetic(): tabletop scenes hold a few to a few dozen objects.
-    """
-    if view not in ("object", "part"):
-        raise ValueError(f"view: expected 'object' or 'part', got {view!r}")
-    data = DataConfig(name="mosd", raw_root=raw_root, root=root, segment_key="segment",
-                      class_names=labels.CLASS_LABELS_MOSD, stuff_classes=(0,),
-                      instance_key=f"instance_{view}")
-    backbone = BackboneConfig(base_channels=16, planes=(16, 32, 48, 64, 80))
-    return Config(data, _model(data, backbone, _decoder(variant, d_model=128, ffn_hidden=512, num_query=100),
-                               topk=50))
-
-
-PRESETS = {f.__name__: f for f in (synthetic, scannet, scannet200, scannetpp, mosd)}
-
-
-def preset(name: str, **kwargs) -> Config:
-    """A named preset; keyword arguments go to its function (e.g. ``variant="-0"``)."""
-    if name not in PRESETS:
-        raise ValueError(f"preset: unknown name {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name](**kwargs)
-
-
-def project_root(start: str | Path | None = None) -> Path:
-    """The checkout's top folder (holding ``notebooks/`` and ``lassm/``), else the start folder.
-
-    Notebooks resolve ``data/`` and ``outputs/`` against it, so they behave the same whether
-    JupyterLab, papermill or nbval starts them from the top folder or from ``notebooks/``.
-    """
-    start = Path(start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "lassm" / "__init__.py").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    return start

@@ -1,0 +1,139 @@
+"""The one path from stored or scanned arrays to instances (ARCHITECTURE.md).
+
+Training validation, ``lassm.predict``, ``lassm.evaluate.export``, the benchmarks, the decoder
+trace and the notebooks all come through here, so a scene gets the same answer whichever door it
+enters by::
+
+    model, cfg = load_model("outputs/mosd-3/model_best.pth")  # the model and the config it was trained with
+    pred = predict_arrays(model, cfg, arrays, device)           # masks over the points of `arrays`
+
+``arrays`` are scene arrays (:mod:`lassm.data.batch`): ``coord``, ``color``, ``superpoint`` and
+optionally ``segment`` / ``instance``. Preprocessing is validation's (spec 3.3): the config's
+augmentation settings (``cfg.augment``) in validation mode, with the generator validation uses for
+the scene at ``scene_index`` of its split (its random voxel picks).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import augment
+from .config import Config
+from .config import preset as make_preset
+from .data.batch import drop_labels, pack_scenes, scene_tensors
+from .data.io import DataError
+from .data.labels import compact_instances, train_labels
+from .model import LaSSM, Prediction, load_lassm_checkpoint
+from .model.checkpoint import read_checkpoint
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None or "auto": CUDA when available, else the CPU; otherwise the named device, checked."""
+    if device is None or str(device) in ("auto", ""):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device} requested but CUDA is not available here; use --device cpu")
+    return device
+
+
+def checkpoint_config(blob) -> Config | None:
+    """The config stored in a checkpoint (ours carry one), or None for a foreign checkpoint."""
+    if isinstance(blob, dict) and isinstance(blob.get("config"), dict):
+        return Config.from_dict(blob["config"])
+    return None
+
+
+def load_model(checkpoint: str | Path, preset: str | None = None, variant: str | None = None,
+               device: str | torch.device | None = None) -> tuple[LaSSM, Config]:
+    """The model of a checkpoint, in eval mode on ``device`` (None: CUDA when available), and its config.
+
+    Our checkpoints (``model_best.pth``, ``model_last.pth``) carry their config and load strictly.
+    A foreign one (the authors' ``.pth``) needs ``preset`` (and ``variant``, default "-3") to build
+    the model; every model parameter must then be in the file. The file is read as data only.
+    """
+    path = Path(checkpoint)
+    blob = read_checkpoint(path)
+    if preset is not None:
+        cfg = make_preset(preset, variant=variant or "-3")
+    elif isinstance(blob, dict) and isinstance(blob.get("config"), dict):
+        if variant is not None:
+            raise ValueError(f"variant: only used with --preset; {path} carries its own config")
+        try:
+            cfg = Config.from_dict(blob["config"])
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}: its stored config does not fit this version of lassm ({err})") from err
+    else:
+        raise DataError(f"{path}: the checkpoint stores no config; pass --preset NAME (and --variant) "
+                        f"to say which model it holds, e.g. --preset scannet --variant -3")
+    model = LaSSM(cfg.model)
+    try:
+        report = load_lassm_checkpoint(model, blob, strict=preset is None)
+    except ValueError as err:
+        raise DataError(f"{path}: {err}") from err
+    if report.missing:
+        raise DataError(f"{path}: does not hold the {preset} model: {len(report.missing)} parameters "
+                        f"missing, e.g. {report.missing[:3]}")
+    if report.unexpected:
+        print(f"note: {path}: {len(report.unexpected)} entries not used by the model, e.g. "
+              f"{report.unexpected[:3]}", file=sys.stderr)
+    return model.to(resolve_device(device)).eval(), cfg
+
+
+def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of one step's augmentation: a function of (seed, epoch, step, rank) only."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step * 64 + rank)
+    return g
+
+
+def val_generator(cfg: Config, scene_index: int, device: torch.device) -> torch.Generator:
+    """Validation's generator for the split's scene at ``scene_index`` (epoch 0, step = scene index)."""
+    return step_generator(cfg.seed, 0, scene_index, 0, torch.device(device))
+
+
+def val_scene(arrays, cfg: Config, device: str | torch.device,
+              scene_index: int = 0) -> dict[str, torch.Tensor]:
+    """Scene arrays (numpy or tensors) -> one augmented scene, as validation preprocesses it."""
+    device = torch.device(device)
+    pipeline = augment.val_pipeline(cfg.augment)
+    return pipeline(scene_tensors(arrays, device), val_generator(cfg, scene_index, device))
+
+
+def prepare_input(arrays, cfg: Config, device: str | torch.device,
+                  scene_index: int = 0) -> dict[str, torch.Tensor]:
+    """Scene arrays -> the packed model batch of one scene, exactly as validation prepares it.
+
+    The labels are dropped from the batch, so the model predicts without computing losses.
+    """
+    return drop_labels(pack_scenes([val_scene(arrays, cfg, device, scene_index)]))
+
+
+@torch.no_grad()
+def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device,
+                   scene_index: int = 0) -> Prediction:
+    """One scene's instances (eval mode): masks over the points of ``arrays``, best first."""
+    model.eval()
+    return model.predict(prepare_input(arrays, cfg, device, scene_index))[0]
+
+
+def has_labels(arrays) -> bool:
+    """Whether the scene carries semantic labels (a split without them can be exported, not scored)."""
+    segment = arrays.get("segment")
+    return segment is not None and bool((np.asarray(segment) >= 0).any())
+
+
+def gt_instances(arrays, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground truth in the model's label space: (N,) train labels (-1 = stuff or unlabelled) and (N,)
+    compact instance ids 0..K-1 of instance-class points (-1 = none)."""
+    label = train_labels(torch.as_tensor(np.asarray(arrays["segment"])), len(cfg.data.class_names),
+                         tuple(cfg.data.stuff_classes))
+    instance = compact_instances(torch.as_tensor(np.asarray(arrays["instance"])), label)
+    return label, instance
