@@ -181,6 +181,15 @@ def random_translation(scene: Scene, g: torch.Generator, std: float = 0.1) -> Sc
     return scene
 
 
+def random_jitter(scene: Scene, g: torch.Generator, sigma: float = 0.005, clip: float = 0.02) -> Scene:
+    """Sensor noise for single-view scans (not in the reference): coord += clip(Normal(0, sigma), +-clip)
+    per point and axis, in metres. Depth cameras return each point with millimetre-to-centimetre noise
+    that grows with distance; a model trained on cleaner surfaces should not rely on their smoothness."""
+    noise = torch.randn(scene["coord"].shape, generator=g, device=g.device) * sigma
+    scene["coord"] = scene["coord"] + noise.clamp(-clip, clip).to(scene["coord"].dtype)
+    return scene
+
+
 def custom_elastic_distortion(scene: Scene, g: torch.Generator, params=((10.0, 60.0), (30.0, 180.0)),
                               p: float = 0.95, grid_size: float = 0.02) -> Scene:
     """CustomElasticDistortionT (3.1, 11.1.8): a NEW ``elastic_coord`` = coord / grid_size, distorted with
@@ -392,6 +401,8 @@ def train_pipeline(cfg: AugmentConfig) -> Pipeline:
                      partial(random_rotate, angle=tilt, axis="x", p=0.5),
                      partial(random_rotate, angle=tilt, axis="y", p=0.5),
                      random_scale, random_translation,
+                     *([partial(random_jitter, sigma=cfg.jitter_sigma, clip=4 * cfg.jitter_sigma)]
+                       if cfg.jitter_sigma > 0 else []),
                      partial(custom_elastic_distortion, params=cfg.elastic_params, p=cfg.elastic_p,
                              grid_size=cfg.grid_size),
                      *colour, crop, copy_origin, grid_sample_train, *post])

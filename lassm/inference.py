@@ -9,8 +9,10 @@ enters by::
 
 ``arrays`` are scene arrays (:mod:`lassm.data.batch`): ``coord``, ``color``, ``superpoint`` and
 optionally ``segment`` / ``instance``. Preprocessing is validation's (spec 3.3): the config's
-augmentation settings (``cfg.augment``) in validation mode, with the generator validation uses for
-the scene at ``scene_index`` of its split (its random voxel picks).
+augmentation settings (``cfg.augment``) in validation mode. Its one random choice, the point that
+represents each voxel (spec 11.1.7), comes from a generator seeded by ``cfg.seed`` alone, fresh for
+every scene: a scene gets the same voxels whether it is the fifth of a validation split or a scan
+given to ``predict`` on its own.
 """
 
 from __future__ import annotations
@@ -94,34 +96,33 @@ def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.de
     return g
 
 
-def val_generator(cfg: Config, scene_index: int, device: torch.device) -> torch.Generator:
-    """Validation's generator for the split's scene at ``scene_index`` (epoch 0, step = scene index)."""
-    return step_generator(cfg.seed, 0, scene_index, 0, torch.device(device))
+def val_generator(cfg: Config, device: torch.device) -> torch.Generator:
+    """Validation's generator for any one scene: seeded by ``cfg.seed`` only, not by the scene's place in
+    its split (before, the split index entered the seed, so a scan predicted alone could pick other
+    voxel representatives than the same scene validated in a split)."""
+    return step_generator(cfg.seed, 0, 0, 0, torch.device(device))
 
 
-def val_scene(arrays, cfg: Config, device: str | torch.device,
-              scene_index: int = 0) -> dict[str, torch.Tensor]:
+def val_scene(arrays, cfg: Config, device: str | torch.device) -> dict[str, torch.Tensor]:
     """Scene arrays (numpy or tensors) -> one augmented scene, as validation preprocesses it."""
     device = torch.device(device)
     pipeline = augment.val_pipeline(cfg.augment)
-    return pipeline(scene_tensors(arrays, device), val_generator(cfg, scene_index, device))
+    return pipeline(scene_tensors(arrays, device), val_generator(cfg, device))
 
 
-def prepare_input(arrays, cfg: Config, device: str | torch.device,
-                  scene_index: int = 0) -> dict[str, torch.Tensor]:
+def prepare_input(arrays, cfg: Config, device: str | torch.device) -> dict[str, torch.Tensor]:
     """Scene arrays -> the packed model batch of one scene, exactly as validation prepares it.
 
     The labels are dropped from the batch, so the model predicts without computing losses.
     """
-    return drop_labels(pack_scenes([val_scene(arrays, cfg, device, scene_index)]))
+    return drop_labels(pack_scenes([val_scene(arrays, cfg, device)]))
 
 
 @torch.no_grad()
-def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device,
-                   scene_index: int = 0) -> Prediction:
+def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device) -> Prediction:
     """One scene's instances (eval mode): masks over the points of ``arrays``, best first."""
     model.eval()
-    return model.predict(prepare_input(arrays, cfg, device, scene_index))[0]
+    return model.predict(prepare_input(arrays, cfg, device))[0]
 
 
 def has_labels(arrays) -> bool:
@@ -137,3 +138,32 @@ def gt_instances(arrays, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
                          tuple(cfg.data.stuff_classes))
     instance = compact_instances(torch.as_tensor(np.asarray(arrays["instance"])), label)
     return label, instance
+
+
+def open_model(checkpoint: str | Path, preset: str = "synthetic", variant: str = "-3",
+               device: str | torch.device | None = None) -> tuple[LaSSM, Config, dict]:
+    """A checkpoint's model and config as the notebooks open it, and what the file says about itself.
+
+    Our checkpoints carry their config (``preset``/``variant`` are then ignored); a foreign one is built
+    from ``preset`` and ``variant``. ``info``: ``foreign``, ``epoch`` and ``step`` it was saved at and its
+    validation ``metrics`` (None where the file does not say), and ``summary``, one line for a person.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint file not found; train one with notebooks/03_train.ipynb "
+                        f"(or python -m lassm.train) or pass -p checkpoint PATH")
+    blob = read_checkpoint(path)
+    foreign = checkpoint_config(blob) is None
+    state = blob.get("state") if isinstance(blob, dict) else None
+    metrics = blob.get("metrics") if isinstance(blob, dict) else None
+    del blob
+    model, cfg = load_model(path, preset if foreign else None, variant if foreign else None, device)
+    info = {"foreign": foreign, "epoch": (state or {}).get("epoch"), "step": (state or {}).get("step"),
+            "metrics": metrics}
+    saved = (f"saved after epoch {info['epoch']} (step {info['step']})" if info["epoch"] is not None
+             else "no training state stored")
+    scores = (f", validation AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} AP25 {metrics['AP25']:.3f}"
+              if isinstance(metrics, dict) and "AP50" in metrics else "")
+    info["summary"] = (f"{path} ({cfg.release or cfg.data.name}{', foreign' if foreign else ''}): {saved}"
+                       f"{scores}; on {next(model.parameters()).device}")
+    return model, cfg, info

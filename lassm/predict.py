@@ -1,26 +1,32 @@
-"""Instance segmentation of one scan of your own: read, superpoints, model, masks to files.
+"""Instance segmentation of scans of your own: read, preprocess as the checkpoint's training data was,
+predict, write masks, a coloured PLY and an HTML view.
 
-    python -m lassm.predict outputs/synthetic/model_best.pth room.ply --out predictions/
+    python -m lassm.predict outputs/mosd-3/model_best.pth scan.pcd --out predictions/
+    python -m lassm.predict outputs/mosd-3/model_best.pth scans/ --out predictions/    # a whole folder
+    python -m lassm.predict outputs/mosd-3/model_best.pth "scans/*.pcd" --out predictions/
     python -m lassm.predict authors_scannet.pth room.ply --out predictions/ --preset scannet --variant -3
 
-The scan can be a triangle mesh ``.ply`` (ScanNet's Segmentator superpoints on the mesh, as in
-preprocessing, REFERENCE_SPEC 1.1 step 2), a point-cloud ``.ply`` without faces, a ``.pcd`` or an
-``.npy`` array (N, 3) xyz or (N, 6) xyz + rgb in 0..255; point clouds get the kNN-graph
-superpoints of :func:`lassm.data.superpoints.segment_points`. Points with non-finite coordinates
-are dropped (``point_index`` in the output says which input rows were kept). A scan without
-colours gets a constant grey, which the model has never seen in training: expect worse masks.
+Scans: a triangle mesh ``.ply``, a point-cloud ``.ply`` without faces, a ``.pcd`` (organised or not) or
+an ``.npy`` array (N, 3) xyz or (N, 6) xyz + rgb in 0..255. The checkpoint's config says how its
+training scenes were made (``data.scan``, :func:`lassm.data.scans.load_scan`): ScanNet-like meshes in
+their own frame, or single RGB-D views (mOSD, tabletop) put into their support-plane frame with
+pixel-grid or kNN-graph superpoints; ``--frame`` overrides it, and says so. Loading and preprocessing
+are :mod:`lassm.inference`, the path validation and export take, so a scan predicted here gets the
+masks the dataset path gives the same file. Points with non-finite coordinates (and, for single views,
+pixels in no surface triangle) are left out: ``point_index`` says which rows of the file were used.
 
-Reading is :mod:`lassm.data.scans`; loading and preprocessing are :mod:`lassm.inference`, the path
-validation and export take (spec 3.3, with the generator validation uses for a split's first scene),
-so a scan predicted here gets exactly the masks validation would give it.
-Outputs in ``--out``: ``<stem>_instances.npz`` (masks, classes, class_names, scores,
-superpoint, point_index, instance) and ``<stem>_instances.ply`` coloured by instance.
+Outputs in ``--out``, per scan (each written atomically; a rerun skips scans already done unless
+``--overwrite``): ``<stem>_instances.npz`` (masks, classes, class_names, scores, superpoint,
+point_index, instance, coord, and for single views table_from_camera), ``<stem>_instances.ply``
+(the scan's points coloured by instance) and ``<stem>_instances.html`` (a 3-D view, instance or scan
+colours; plotly.js is written once beside it).
 """
 
 from __future__ import annotations
 
 import argparse
 import colorsys
+import glob
 import sys
 import time
 from collections import Counter
@@ -29,10 +35,40 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .data.io import Mesh, atomic_path, write_mesh_ply
-from .data.scans import GREY, read_scan, scan_superpoints
+from .config import Config
+from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
+from .data.scans import GREY, SCAN_SUFFIXES, load_scan
 from .inference import load_model, predict_arrays
-from .model import Prediction
+from .model import LaSSM, Prediction
+
+# ----------------------------------------------------------------------------- which scans
+
+
+def find_scans(sources: list[str | Path]) -> list[Path]:
+    """Files, folders (their scans, not recursive) and glob patterns -> scan files in a stable order."""
+    found: list[Path] = []
+    for source in map(str, sources):
+        path = Path(source)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in SCAN_SUFFIXES)
+            if not matches:
+                raise DataError(f"{path}: no scans ({', '.join(SCAN_SUFFIXES)}) in this folder")
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(source):
+            matches = sorted(Path(p) for p in glob.glob(source) if Path(p).suffix.lower() in SCAN_SUFFIXES)
+            if not matches:
+                raise DataError(f"{source}: the pattern matches no scan files")
+        else:
+            raise DataError(f"{path}: scan file not found")
+        found.extend(m for m in matches if m not in found)
+    stems = Counter(p.stem for p in found)
+    clashes = sorted(s for s, n in stems.items() if n > 1)
+    if clashes:
+        raise DataError(f"scans: several files share the name {clashes[0]!r} and would write the same "
+                        f"outputs; predict them into separate --out folders")
+    return found
+
 
 # ----------------------------------------------------------------------------- outputs
 
@@ -52,35 +88,60 @@ def instance_palette(count: int) -> np.ndarray:
     return (np.asarray(rgb, np.float64).reshape(count, 3) * 255).round().astype(np.uint8)
 
 
-def write_outputs(out_dir: str | Path, stem: str, scan: dict, superpoint: np.ndarray, pred: Prediction,
-                  class_names: tuple[str, ...]) -> tuple[Path, Path]:
-    """``<stem>_instances.npz`` and ``<stem>_instances.ply`` in ``out_dir``, each written atomically."""
+def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return {k: out_dir / f"{stem}_instances.{k}" for k in ("npz", "ply", "html")}
+
+
+def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
+                  class_names: tuple[str, ...], html: bool = True) -> dict[str, Path]:
+    """The scan's npz, PLY and (with ``html``) HTML view in ``out_dir``; the npz is written last, so its
+    presence marks a finished scan."""
+    paths = output_paths(out_dir, stem)
     masks = pred.masks.cpu().numpy()  # (K, N) bool
     classes = pred.classes.cpu().numpy().astype(np.int64)  # (K,) train labels = instance-class indices
     owner = point_instances(masks)  # (N,)
-    npz_path, ply_path = out_dir / f"{stem}_instances.npz", out_dir / f"{stem}_instances.ply"
-    with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
-        np.savez_compressed(
-            f, masks=masks, classes=classes, scores=pred.scores.cpu().numpy().astype(np.float32),
-            class_names=np.array([class_names[c] for c in classes], dtype=str).reshape(len(classes)),
-            superpoint=superpoint, point_index=scan["point_index"], instance=owner)
     palette = np.concatenate([instance_palette(len(masks)), np.full((1, 3), GREY, np.uint8)])
     colors = palette[owner]  # (N, 3); owner -1 picks the grey last row
     if scan["faces"] is not None:
-        write_mesh_ply(ply_path, Mesh(vertices=scan["coord"], colors=colors, faces=scan["faces"]))
+        write_mesh_ply(paths["ply"], Mesh(vertices=scan["source_coord"], colors=colors, faces=scan["faces"]))
     else:
         vertex = np.empty(len(colors), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
                                               ("green", "u1"), ("blue", "u1"), ("instance", "<i4")])
         for i, k in enumerate("xyz"):
-            vertex[k] = scan["coord"][:, i]
+            vertex[k] = scan["source_coord"][:, i]
         for i, k in enumerate(("red", "green", "blue")):
             vertex[k] = colors[:, i]
         vertex["instance"] = owner
-        with atomic_path(ply_path) as tmp, open(tmp, "wb") as f:
+        with atomic_path(paths["ply"]) as tmp, open(tmp, "wb") as f:
             PlyData([PlyElement.describe(vertex, "vertex")]).write(f)
-    return npz_path, ply_path
+    if html:
+        write_html_view(paths["html"], scan, colors, title=f"{stem}: {len(masks)} instances")
+    extra = {} if scan["plane"] is None else {"table_from_camera": scan["plane"]["table_from_camera"]}
+    with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+        np.savez_compressed(
+            f, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
+            class_names=np.array([class_names[c] for c in classes], dtype=str).reshape(len(classes)),
+            superpoint=scan["superpoint"], point_index=scan["point_index"], instance=owner,
+            coord=scan["coord"], **extra)
+    return paths
+
+
+def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: str) -> Path | None:
+    """A standalone 3-D view (points by instance, or by the scan's colours); plotly.js is written once
+    into the same folder. Needs plotly (the ``notebooks`` extra); without it, a note and no file."""
+    try:
+        from .viz import scene_view_figure
+    except ImportError:
+        print(f"note: plotly is not installed; no HTML view for {path.stem}", file=sys.stderr)
+        return None
+    modes = {"instance": instance_colors}
+    if scan["has_color"]:
+        modes["scan colours"] = scan["color"]
+    fig = scene_view_figure(scan["coord"], modes, max_points=300_000, title=title)
+    with atomic_path(path) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
+    return path
 
 
 def summary(pred: Prediction, class_names: tuple[str, ...], top: int = 10) -> str:
@@ -99,61 +160,111 @@ def summary(pred: Prediction, class_names: tuple[str, ...], top: int = 10) -> st
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- the command
 
 
-def run(checkpoint, scan_path, out_dir, preset=None, variant=None, device=None, viewpoint=None,
-        top: int = 10) -> tuple[Path, Path]:
-    """The whole command: read, superpoints, predict, write, print a summary; returns the two paths."""
+def segment_scan(model: LaSSM, cfg: Config, path: str | Path, device, frame: str | None = None,
+                 viewpoint=None) -> tuple[dict, Prediction]:
+    """One scan file -> (its preprocessed arrays, :func:`lassm.data.scans.load_scan`, and its instances)."""
+    scan = load_scan(path, cfg.data.scan, frame=frame, viewpoint=viewpoint)
+    return scan, predict_arrays(model, cfg, scan, device)
+
+
+def describe(path: Path, scan: dict, pred: Prediction) -> str:
+    dropped = scan["num_input"] - len(scan["coord"])
+    line = (f"{path}: {scan['kind']}, {len(scan['coord'])} points"
+            + (f" ({dropped} of {scan['num_input']} left out: invalid or in no surface)" if dropped else "")
+            + f", {int(np.unique(scan['superpoint']).size)} superpoints, {len(pred.scores)} instances")
+    if scan["plane"] is not None:
+        line += (f"; support plane: {scan['plane']['inlier_fraction']:.0%} of points, "
+                 f"tilt {scan['plane']['tilt_degrees']:.1f} deg from the camera's up")
+    if not scan["has_color"]:
+        line += f"; no colours (constant grey {GREY} used)"
+    return line
+
+
+def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, viewpoint=None, top: int = 10,
+        frame: str | None = None, html: bool = True, overwrite: bool = False) -> list[dict]:
+    """The whole command over one or more scans (files, folders, globs): one model load, a progress bar,
+    a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
+    per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error."""
+    from tqdm.auto import tqdm
+
+    paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
     started = time.perf_counter()
     model, cfg = load_model(checkpoint, preset, variant, device)
     device = next(model.parameters()).device
-    loaded = time.perf_counter()
-    scan = read_scan(scan_path)
-    superpoint = scan_superpoints(scan, viewpoint)
-    read = time.perf_counter()
-    arrays = {"coord": scan["coord"], "color": scan["color"], "superpoint": superpoint}
-    pred = predict_arrays(model, cfg, arrays, device)
-    predicted = time.perf_counter()
-    names = cfg.data.instance_class_names  # Prediction.classes index the non-stuff classes (evaluate.py)
-    paths = write_outputs(out_dir, Path(scan_path).stem, scan, superpoint, pred, names)
-    written = time.perf_counter()
-    kind = "mesh" if scan["faces"] is not None else "point cloud"
-    dropped = scan["num_input"] - len(scan["coord"])
-    print(f"{scan_path}: {kind}, {len(scan['coord'])} points"
-          + (f" ({dropped} non-finite dropped)" if dropped else "")
-          + f", {int(superpoint.max()) + 1} superpoints"
-          + ("" if scan["has_color"] else f", no colours (constant grey {GREY} used)"))
-    print(f"device {device}; seconds: model load {loaded - started:.1f}, read + superpoints "
-          f"{read - loaded:.1f}, predict {predicted - read:.1f}, write {written - predicted:.1f}")
-    print(summary(pred, names, top))
-    print(f"wrote {paths[0]} and {paths[1]}")
-    return paths
+    used = frame or cfg.data.scan.frame
+    print(f"{checkpoint}: {cfg.release or cfg.data.name} model on {device}, loaded in "
+          f"{time.perf_counter() - started:.1f} s; scans preprocessed in the '{used}' frame"
+          + (f" (--frame overrides the checkpoint's '{cfg.data.scan.frame}')" if frame and
+             frame != cfg.data.scan.frame else " (as its training data)"))
+    names = cfg.data.instance_class_names  # Prediction.classes index the non-stuff classes
+    rows = []
+    for path in tqdm(paths, desc="predict", unit="scan", disable=len(paths) < 2):
+        if not overwrite and output_paths(out_dir, path.stem)["npz"].is_file():
+            rows.append({"scan": str(path), "status": "skipped"})
+            continue
+        begin = time.perf_counter()
+        try:
+            scan, pred = segment_scan(model, cfg, path, device, frame, viewpoint)
+            written = write_outputs(out_dir, path.stem, scan, pred, names, html)
+        except (DataError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            rows.append({"scan": str(path), "status": "failed", "error": str(err)})
+            continue
+        seconds = time.perf_counter() - begin
+        print(describe(path, scan, pred) + f"; {seconds:.1f} s")
+        if len(paths) == 1:
+            print(summary(pred, names, top))
+        print("wrote " + ", ".join(str(p) for p in written.values() if p.is_file()))
+        rows.append({"scan": str(path), "status": "done", "points": len(scan["coord"]),
+                     "instances": len(pred.scores), "seconds": seconds, "paths": written})
+    if len(paths) > 1:
+        print(summary_table(rows))
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    lines = [f"{'scan':<40} {'status':<8} {'points':>8} {'instances':>9} {'seconds':>8}"]
+    for r in rows:
+        seconds = f"{r['seconds']:.1f}" if "seconds" in r else ""
+        lines.append(f"{Path(r['scan']).name:<40} {r['status']:<8} {r.get('points', ''):>8} "
+                     f"{r.get('instances', ''):>9} {seconds:>8}")
+    counts = Counter(r["status"] for r in rows)
+    lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lassm.predict",
-        description="Instance masks for one scan (.ply mesh or cloud, .pcd, .npy).")
+        description="Instance masks for scans (.ply mesh or cloud, .pcd, .npy; files, folders or globs).")
     parser.add_argument("checkpoint", help="model_best.pth / model_last.pth of a run, or a foreign .pth "
                                            "with --preset")
-    parser.add_argument("scan", help="mesh or point-cloud .ply, .pcd, or .npy of shape (N, 3) / (N, 6)")
+    parser.add_argument("scan", nargs="+", help="scan files, folders of scans, or glob patterns")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--preset", default=None,
                         help="build the model from this preset (for foreign checkpoints)")
     parser.add_argument("--variant", default=None, help="decoder variant of --preset: -3 (default) or -0")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
+    parser.add_argument("--frame", default=None, choices=("dataset", "support_plane"),
+                        help="override the checkpoint's scan preprocessing: the file's own frame, or a "
+                             "single RGB-D view put into its support-plane frame")
     parser.add_argument("--viewpoint", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
-                        help="sensor position that point-cloud normals face (default: bounding-box centre)")
-    parser.add_argument("--top", type=int, default=10, help="instances listed in the summary")
+                        help="dataset frame: sensor position that point-cloud normals face "
+                             "(default: bounding-box centre)")
+    parser.add_argument("--top", type=int, default=10, help="instances listed in a one-scan summary")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML views")
+    parser.add_argument("--overwrite", action="store_true", help="redo scans whose outputs exist")
     args = parser.parse_args(argv)
     try:
-        run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device, args.viewpoint,
-            args.top)
+        rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
+                   args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite)
     except ValueError as err:  # DataError and bad parameters: the message names the file or parameter
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from .evaluate import evaluate_predictions
 from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
 from .model.checkpoint import read_checkpoint, save_checkpoint
-from .profiling import stage
+from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -119,9 +119,9 @@ class NonFiniteLoss(FloatingPointError):
 
 def load_batch(scenes: list[dict], pipeline, generator: torch.Generator, device: torch.device) -> dict:
     """Loaded scenes -> one packed batch: each scene moved to the device, augmented, then packed."""
-    with stage("to_device"):
+    with stage(TO_DEVICE):
         scenes = [to_device(s, device) for s in scenes]
-    with stage("voxelise"):
+    with stage(VOXELISE):
         return pack_scenes([pipeline(s, generator) for s in scenes])
 
 
@@ -152,9 +152,9 @@ def train_step(ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: t
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"loss is {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
-    with stage("backward"):
+    with stage(BACKWARD):
         scaler.scale(loss).backward()
-    with stage("optimiser"):
+    with stage(OPTIMISER):
         if tc.clip_grad > 0:
             if not tc.clip_scaled_grads:
                 scaler.unscale_(optimizer)
@@ -197,6 +197,29 @@ class Logger:
             self.tb.close()
 
 
+# ------------------------------------------------------------------------------- data
+
+
+def training_set(cfg: Config) -> torch.utils.data.Dataset:
+    """The training split, with the scenes of ``data.extra_train`` folders joined (repeated
+    ``data.extra_train_loop`` times each)."""
+    data = cfg.data
+    parts = [SceneDataset(data.root, data.train_split, data.segment_key, data.instance_key,
+                          require_labels=True)]
+    for folder in data.extra_train:
+        folder = Path(folder)
+        parts.append(SceneDataset(folder.parent, folder.name, data.segment_key, data.instance_key,
+                                  loop=data.extra_train_loop, require_labels=True))
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+
+
+def validation_set(cfg: Config) -> SceneDataset:
+    """The validation split (under ``data.val_root`` when set, else ``data.root``)."""
+    data = cfg.data
+    return SceneDataset(data.val_root or data.root, data.val_split, data.segment_key, data.instance_key,
+                        require_labels=True)
+
+
 # ------------------------------------------------------------------------------- validation
 
 
@@ -215,7 +238,7 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
     started = time.perf_counter()
     for i in range(count):
         arrays = to_device(dataset[i], device)
-        predictions.append(predict_arrays(model, cfg, arrays, device, scene_index=i))
+        predictions.append(predict_arrays(model, cfg, arrays, device))
         scenes.append({"segment": arrays["segment"].cpu(), "instance": arrays["instance"].cpu()})
     model.train(was_training)
     metrics = evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
@@ -237,10 +260,7 @@ def run(cfg: Config) -> dict:
         _write_json(run_dir / "config.json", cfg.to_dict())
     logger = Logger(run_dir, rank == 0)
 
-    train_set = SceneDataset(cfg.data.root, cfg.data.train_split, cfg.data.segment_key, cfg.data.instance_key,
-                             require_labels=True)
-    val_set = SceneDataset(cfg.data.root, cfg.data.val_split, cfg.data.segment_key, cfg.data.instance_key,
-                           require_labels=True)
+    train_set, val_set = training_set(cfg), validation_set(cfg)
     pipeline = augment.train_pipeline(cfg.augment)
 
     torch.manual_seed(cfg.seed)
@@ -273,6 +293,8 @@ def run(cfg: Config) -> dict:
         logger.log("run", 0, {"params": sum(p.numel() for p in model.parameters()), "processes": world})
     per_step = tc.batch_size * world
     steps_per_epoch = max(1, len(train_set) // per_step)  # drop_last, as the reference
+    if tc.steps_per_epoch:  # large (synthetic) sets: an epoch is a random part of the set
+        steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
     total = tc.epochs * steps_per_epoch
     metrics: dict = {}
     while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lassm import ablations, config
+from lassm import ablations, config, viz
 from lassm.ablations import Times, check_variant
+from lassm.ablations import runner as ablation_runner
 
 # ------------------------------------------------------------------------------- variants
 
@@ -22,7 +23,8 @@ def _get(cfg, key):
 def test_builtin_variants_apply_and_change_their_field(preset):
     for name, overrides in ablations.VARIANTS.items():
         resolved = check_variant(name, overrides, preset)
-        assert set(resolved) == set(overrides)
+        extra = set(ablations.ZERO_T_LAYER_AUGMENT) if name == "t_layer-0" else set()
+        assert set(resolved) == set(overrides) | extra
         base, cfg = config.preset(preset), config.preset(preset)
         config.apply_overrides(cfg, resolved)
         for key, value in resolved.items():
@@ -36,6 +38,27 @@ def test_builtin_variants_apply_and_change_their_field(preset):
     assert ablations.VARIANTS["queries-x2"]["model.decoder.num_query"].resolve(400) == 800
     assert set(ablations.STUDIES["reference_study"]) == set(ablations.VARIANTS)
     assert set(ablations.STUDIES["smoke"]) <= set(ablations.VARIANTS)
+
+
+@pytest.mark.parametrize("preset", ["synthetic", "mosd", "scannet", "scannet200", "scannetpp"])
+def test_t_layer_0_variant_trains_with_the_minus_0_augmentation(preset):
+    zero = config.augment_preset(config.preset(preset).data.name, "-0")
+    resolved = check_variant("t0", {"model.decoder.t_layer": 0}, preset)
+    assert resolved == {"model.decoder.t_layer": 0, "augment.elastic_p": zero.elastic_p,
+                        "augment.val_rotate_z": zero.val_rotate_z}
+    # the variant's own augmentation fields win; other t_layer values keep the preset's augmentation
+    own = check_variant("t0", {"model.decoder.t_layer": 0, "augment.elastic_p": 0.7}, preset)
+    assert own["augment.elastic_p"] == 0.7 and own["augment.val_rotate_z"] == zero.val_rotate_z
+    assert check_variant("t6", {"model.decoder.t_layer": 6}, preset) == {"model.decoder.t_layer": 6}
+
+
+def test_variants_may_set_augmentation_fields():
+    assert check_variant("a", {"augment.val_rotate_z": None, "augment.grid_size": 0.05}) == {
+        "augment.val_rotate_z": None, "augment.grid_size": 0.05}
+    with pytest.raises(ValueError, match=r"variant 'a'.*augment.elastic_p.*probability"):
+        check_variant("a", {"augment.elastic_p": 2.0})
+    with pytest.raises(ValueError, match=r"variant 'a'.*augment.grid_size expects a value \(not None\)"):
+        check_variant("a", {"augment.grid_size": None})
 
 
 def test_bad_variants_name_the_variant_key_and_expectation():
@@ -124,7 +147,7 @@ def test_summary_mean_and_sample_std(tmp_path):
     assert k16["done"] == 0 and k16["AP50_mean"] is None
     single = ablations.summary_table([{**ablations.collect(tmp_path / "study")[0]}])
     assert single[0]["AP_std"] == 0.0
-    assert "base" in ablations.format_table(table) and "±" in ablations.format_table(table)
+    assert "base" in viz.format_table(table) and "±" in viz.format_table(table)
 
 
 def test_csv_round_trip(tmp_path):
@@ -142,102 +165,189 @@ def test_csv_round_trip(tmp_path):
 # ------------------------------------------------------------------------------- running
 
 
-def _fake_executor(calls: list, fail: set):
-    """Stands in for papermill: writes a tiny metrics.jsonl, or raises like a failing notebook."""
-    from papermill.exceptions import PapermillExecutionError
+def _fake_launch(calls: list, fail: set):
+    """Stands in for lassm.train.launch: writes a tiny metrics.jsonl, or raises like a failing run."""
 
-    def execute(input_path, output_path, parameters, **kwargs):
-        calls.append(parameters)
-        run_dir = Path(parameters["output_root"]) / parameters["experiment"]
-        assert Path(output_path) == run_dir / "03_train.ipynb" and Path(input_path).name == "03_train.ipynb"
-        Path(output_path).write_text("{}")
-        if parameters["experiment"] in fail:
-            raise PapermillExecutionError(2, 1, "train.run(cfg)", "ValueError", "decoder broke", [])
-        ap50 = 0.1 * (1 + parameters["seed"])
+    def launch(cfg, gpus, log=print):
+        calls.append(cfg)
+        run_dir = Path(cfg.train.output_root) / cfg.train.experiment
+        assert run_dir.is_dir() and gpus == 1
+        print("training", cfg.train.experiment)  # the run's console output goes to its train.log
+        if cfg.train.experiment in fail:
+            raise ValueError("decoder broke")
+        ap50 = 0.1 * (1 + cfg.seed)
         (run_dir / "metrics.jsonl").write_text(json.dumps(
             {"kind": "val", "step": 5, "AP": ap50 / 2, "AP50": ap50, "AP25": ap50, "epoch": 1,
              "seconds_per_scene": 0.01}) + "\n")
+        return {"AP50": ap50}
 
-    return execute
+    return launch
+
+
+def _rooms(tmp_path: Path) -> Path:
+    """A non-empty stand-in for a processed synthetic data folder (the fake launch never reads it)."""
+    (tmp_path / "rooms" / "train").mkdir(parents=True, exist_ok=True)
+    return tmp_path / "rooms"
 
 
 def test_run_study_skips_finished_and_records_failures(tmp_path):
     calls, logs = [], []
-    kwargs = dict(preset="synthetic", data_root="", epochs=3, seeds=[0, 1], out_root=tmp_path, smoke=True,
-                  extra_parameters={"lr": 0.01}, log=logs.append)
+    kwargs = dict(preset="synthetic", data_root=str(_rooms(tmp_path)), epochs=3, seeds=[0, 1],
+                  out_root=tmp_path / "studies", lr=0.01, log=logs.append)
+    study_dir = tmp_path / "studies" / "s"
     fail = {"k-16-s1"}
-    results = ablations.run_study("s", ["reference", "k-16"], execute=_fake_executor(calls, fail), **kwargs)
+    results = ablations.run_study("s", ["reference", "k-16"], launch=_fake_launch(calls, fail), **kwargs)
     assert [r["status"] for r in results] == ["done", "done", "done", "failed"]
-    assert len(calls) == 4 and calls[2]["overrides"] == {"model.decoder.k": 16}
-    assert calls[0]["overrides"] == {} and calls[0]["experiment"] == "reference-s0"
-    assert calls[0]["lr"] == 0.01 and calls[0]["epochs"] == 3 and calls[0]["smoke"] is True
-    failed = json.loads((tmp_path / "s" / "k-16-s1" / "failed.json").read_text())
+    assert [c.train.experiment for c in calls] == ["reference-s0", "reference-s1", "k-16-s0", "k-16-s1"]
+    assert [c.seed for c in calls] == [0, 1, 0, 1]
+    assert calls[2].model.decoder.k == 16 and calls[0].model.decoder.k == config.synthetic().model.decoder.k
+    assert calls[0].train.lr == 0.01 and calls[0].train.epochs == 3
+    assert {c.train.output_root for c in calls} == {str(study_dir)}
+    failed = json.loads((study_dir / "k-16-s1" / "failed.json").read_text())
     assert failed["error"] == "ValueError: decoder broke" and failed["wall_seconds"] >= 0
+    assert "decoder broke" in failed["traceback"]
     assert "FAILED" in logs[-1] and "decoder broke" in logs[-1]
+    assert (study_dir / "reference-s0" / "train.log").read_text() == "training reference-s0\n"
+    done = json.loads((study_dir / "k-16-s0" / "done.json").read_text())
+    assert done["overrides"] == {"model.decoder.k": 16} and done["wall_seconds"] >= 0
+    assert not list(study_dir.rglob("*.ipynb"))  # no notebook is executed per run
 
-    rows = ablations.collect(tmp_path / "s")
+    rows = ablations.collect(study_dir)
     assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
         ("reference", 0, "done"), ("reference", 1, "done"), ("k-16", 0, "done"), ("k-16", 1, "failed")]
     assert rows[1]["AP50"] == pytest.approx(0.2)
 
     calls.clear()  # a rerun skips the three finished runs and retries the failed one, which now works
-    results = ablations.run_study("s", ["reference", "k-16"], execute=_fake_executor(calls, set()), **kwargs)
+    results = ablations.run_study("s", ["reference", "k-16"], launch=_fake_launch(calls, set()), **kwargs)
     assert [r["status"] for r in results] == ["skipped", "skipped", "skipped", "done"]
-    assert [c["experiment"] for c in calls] == ["k-16-s1"]
-    assert not (tmp_path / "s" / "k-16-s1" / "failed.json").exists()
-    assert (tmp_path / "s" / "k-16-s1" / "done.json").is_file()
+    assert [c.train.experiment for c in calls] == ["k-16-s1"]
+    assert not (study_dir / "k-16-s1" / "failed.json").exists()
+    assert (study_dir / "k-16-s1" / "done.json").is_file()
+
+
+def _notebook_03_config(root: Path, preset: str, data_root: str, experiment: str, output_root: str,
+                        epochs: int, batch_size: int, lr: float, eval_every: int, seed: int, smoke: bool,
+                        overrides: dict) -> config.Config:
+    """What 03_train.ipynb's second cell resolves for these parameters (variant "-3", amp "auto",
+    resume True), written out here independently of the runner."""
+    cfg = config.preset(preset, variant="-3")
+    cfg.seed = seed
+    cfg.data.root = str(root / (data_root or cfg.data.root))
+    cfg.train.experiment = experiment
+    settings = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.amp": "auto",
+                "train.resume": True, "train.eval_interval": ((1, eval_every),)}
+    if smoke:
+        cfg.data.root = str(root / "outputs/smoke/synthetic_train")
+        config.tiny(cfg)
+        settings.update({"train.epochs": 1, "train.max_steps": 2, "train.batch_size": 1,
+                         "train.num_workers": 0, "train.val_max_scenes": 1, "train.resume": False})
+    cfg.train.output_root = str(root / output_root)
+    settings.update(overrides)
+    return config.apply_overrides(cfg, settings)
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_run_study_config_is_what_03_train_resolved(tmp_path, monkeypatch, smoke):
+    prepared = []  # smoke runs use outputs/smoke/synthetic_train: never generate rooms from a test
+    monkeypatch.setattr(ablation_runner, "prepare", lambda *args, **kwargs: prepared.append(kwargs))
+    calls = []
+    rooms = str(_rooms(tmp_path))
+    ablations.run_study("s", ["t_layer-0", "queries-x2"], preset="synthetic", data_root=rooms, epochs=7,
+                        seeds=[3], out_root=tmp_path, smoke=smoke, batch_size=4, lr=0.002, eval_every=5,
+                        launch=_fake_launch(calls, set()), log=lambda line: None)
+    root = config.project_root()
+    zero = config.augment_preset("synthetic", "-0")
+    expected = [
+        _notebook_03_config(root, "synthetic", rooms, "t_layer-0-s3", str(tmp_path / "s"), 7, 4, 0.002, 5, 3,
+                            smoke, {"model.decoder.t_layer": 0, "augment.elastic_p": zero.elastic_p,
+                                    "augment.val_rotate_z": zero.val_rotate_z}),
+        # relative values resolve against the preset (100 queries), as the notebook received them
+        _notebook_03_config(root, "synthetic", rooms, "queries-x2-s3", str(tmp_path / "s"), 7, 4, 0.002, 5, 3,
+                            smoke, {"model.decoder.num_query": 200}),
+    ]
+    assert [c.to_dict() for c in calls] == [e.to_dict() for e in expected]
+    assert calls[0].augment.elastic_p == 0.5 and calls[0].augment.val_rotate_z is None
+    assert calls[1].model.decoder.num_query == 200
+    assert calls[0].model.decoder.d_model == (64 if smoke else 128)
+    assert len(prepared) <= 2 and all(p["num_rooms"] == 3 for p in prepared)
+
+
+def test_run_study_generates_synthetic_rooms_for_an_empty_folder(tmp_path, monkeypatch):
+    prepared = []
+
+    def fake_prepare(dataset, raw_root, out_root, **kwargs):
+        prepared.append((dataset, raw_root, out_root, kwargs))
+        (Path(out_root) / "train").mkdir(parents=True)
+
+    monkeypatch.setattr(ablation_runner, "prepare", fake_prepare)
+    (tmp_path / "empty").mkdir()
+    ablations.run_study("s", ["reference", "k-4"], data_root=str(tmp_path / "empty"), seeds=[5],
+                        out_root=tmp_path, launch=_fake_launch([], set()), log=lambda line: None)
+    root = str(tmp_path / "empty")
+    assert prepared == [("synthetic", root + "_raw", root,
+                         {"room_size": "small", "seed": 5, "num_rooms": ablation_runner.SYNTHETIC_ROOMS})]
 
 
 def test_run_study_rejects_bad_input_before_running(tmp_path):
     calls = []
-    execute = _fake_executor(calls, set())
+    launch = _fake_launch(calls, set())
     with pytest.raises(ValueError, match="data_root: .*missing_root does not exist"):
         ablations.run_study("s", ["reference"], data_root=str(tmp_path / "missing_root"), out_root=tmp_path,
-                            execute=execute)
+                            launch=launch)
     with pytest.raises(ValueError, match="data_root: .*no 'train' split"):
         ablations.run_study("s", ["reference"], preset="mosd", data_root=str(tmp_path), out_root=tmp_path,
-                            execute=execute)
+                            launch=launch)
+    rooms = str(_rooms(tmp_path))
     with pytest.raises(ValueError, match="unknown names"):
-        ablations.run_study("s", ["no-such-variant"], out_root=tmp_path, execute=execute)
+        ablations.run_study("s", ["no-such-variant"], data_root=rooms, out_root=tmp_path, launch=launch)
     with pytest.raises(ValueError, match="variant 'mine'.*mixer"):
-        ablations.run_study("s", {"mine": {"model.decoder.mixer": "rnn"}}, out_root=tmp_path, execute=execute)
+        ablations.run_study("s", {"mine": {"model.decoder.mixer": "rnn"}}, data_root=rooms, out_root=tmp_path,
+                            launch=launch)
+    with pytest.raises(ValueError, match=r"variant 'mine': \['train.experiment'\] are set by run_study"):
+        ablations.run_study("s", {"mine": {"train.experiment": "x"}}, data_root=rooms, out_root=tmp_path,
+                            launch=launch)
     with pytest.raises(ValueError, match="seeds"):
-        ablations.run_study("s", ["reference"], seeds=[], out_root=tmp_path, execute=execute)
-    with pytest.raises(ValueError, match=r"extra_parameters: \['seed'\]"):
-        ablations.run_study("s", ["reference"], extra_parameters={"seed": 3}, out_root=tmp_path,
-                            execute=execute)
+        ablations.run_study("s", ["reference"], seeds=[], data_root=rooms, out_root=tmp_path, launch=launch)
+    with pytest.raises(ValueError, match="batch_size"):
+        ablations.run_study("s", ["reference"], batch_size=0, data_root=rooms, out_root=tmp_path,
+                            launch=launch)
+    with pytest.raises(ValueError, match=r"settings: \['seed'\]"):
+        ablations.run_study("s", ["reference"], settings={"seed": 3}, data_root=rooms, out_root=tmp_path,
+                            launch=launch)
+    with pytest.raises(ValueError, match="train.amp"):
+        ablations.run_study("s", ["reference"], settings={"train.amp": "fp8"}, data_root=rooms,
+                            out_root=tmp_path, launch=launch)
     assert calls == [] and not (tmp_path / "s").exists()
 
 
 # ------------------------------------------------------------------------------- figures and report
 
 
-def test_figures_and_standalone_report(tmp_path):
+def test_validation_curves(tmp_path):
+    curves = ablations.validation_curves(_fake_study(tmp_path))
+    assert [(c["variant"], c["seed"]) for c in curves] == [("base", 0), ("base", 1), ("k-16", 0)]
+    assert curves[0]["step"] == [10, 20] and curves[0]["AP50"] == [0.5, 0.4] and curves[1]["AP"] == [0.1, 0.4]
+
+
+def test_study_report_end_to_end(tmp_path):
     study = _fake_study(tmp_path)
-    rows = ablations.collect(study)
-    table = ablations.summary_table(rows)
-    ap = ablations.ap_figure(rows)
-    assert [t.name for t in ap.data] == ["AP", "AP50", "AP25"] and list(ap.data[0].x) == ["base"]
-    curves = ablations.curves_figure(study)
-    assert [t.name for t in curves.data] == ["base s0", "base s1", "k-16 s0"]
-    assert curves.data[0].line.dash == "solid" and curves.data[1].line.dash == "dash"
-    tradeoff = ablations.tradeoff_figure(rows)
-    assert list(tradeoff.data[0].text) == ["base"]
-    assert ablations.table_figure(table).data[0].cells.values[0] == ["base", "k-4", "k-16"]
-    path = ablations.report_html([ap, curves, tradeoff], table, tmp_path / "report.html", "a <test>")
+    table = ablations.summary_table(ablations.collect(study))
+    figures = [viz.ap_figure(table), viz.curves_figure(ablations.validation_curves(study)),
+               viz.tradeoff_figure(table)]
+    path = viz.report_html(figures, table, tmp_path / "report.html", "a <test>")
     text = path.read_text()
-    assert path.stat().st_size < 5 * 2**20
-    assert text.count("plotly.js v") == 1  # plotly.js embedded once
-    assert text.count("Plotly.newPlot") == 3 and "a &lt;test&gt;" in text and "RuntimeError: boom" in text
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 3
+    assert "a &lt;test&gt;" in text and "RuntimeError: boom" in text
 
 
-def test_export_report(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    pytest.importorskip("nbconvert")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# hello ablations")])
-    source = tmp_path / "done.ipynb"
-    nbformat.write(nb, source)
-    out = ablations.export_report(source, tmp_path / "done.html")
-    assert "hello ablations" in out.read_text()
-    with pytest.raises(ValueError, match="executed_notebook_path"):
-        ablations.export_report(tmp_path / "missing.ipynb", tmp_path / "x.html")
+def test_reference_study_results_still_read():
+    path = config.project_root() / "outputs/ablations/reference_study/results.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    rows = ablations.read_csv(path)
+    table = ablations.summary_table(rows)
+    assert [r["variant"] for r in table] == list(dict.fromkeys(r["variant"] for r in rows))
+    assert all(r["done"] + r["failed"] <= r["runs"] for r in table)
+    done = [r for r in rows if r["status"] == "done"]
+    assert done and all(isinstance(r["AP50"], float) for r in done)
+    assert "reference" in viz.format_table(table)

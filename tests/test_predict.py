@@ -8,7 +8,8 @@ import torch
 from plyfile import PlyData, PlyElement
 from pypcd4 import Encoding, PointCloud
 
-from lassm import augment, config, predict
+from lassm import augment, config, inference, predict
+from lassm.data import scans
 from lassm.data.batch import pack_scenes
 from lassm.data.dataset import SceneDataset
 from lassm.data.io import DataError, Mesh, write_mesh_ply, write_scene
@@ -93,7 +94,7 @@ def test_pcd_drops_nan_points_and_keeps_colour(tmp_path, checkpoint):
     cloud = PointCloud.from_points([xyz[:, 0], xyz[:, 1], xyz[:, 2], packed], ("x", "y", "z", "rgb"),
                                    (np.float32, np.float32, np.float32, np.uint32))
     cloud.save(tmp_path / "scan.pcd", encoding=Encoding.BINARY_COMPRESSED)
-    scan = predict.read_scan(tmp_path / "scan.pcd")
+    scan = scans.read_scan(tmp_path / "scan.pcd")
     kept = np.flatnonzero(np.isfinite(xyz).all(axis=1))
     assert np.array_equal(scan["point_index"], kept) and scan["has_color"]
     assert np.array_equal(scan["color"], rgb[kept])
@@ -107,8 +108,8 @@ def test_ply_cloud_without_colour_is_grey(tmp_path, checkpoint, capsys):
     xyz, _ = room(1500)
     vertex = np.array(list(map(tuple, xyz)), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
     PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp_path / "scan.ply"))
-    scan = predict.read_scan(tmp_path / "scan.ply")
-    assert not scan["has_color"] and np.all(scan["color"] == predict.GREY) and scan["faces"] is None
+    scan = scans.read_scan(tmp_path / "scan.ply")
+    assert not scan["has_color"] and np.all(scan["color"] == scans.GREY) and scan["faces"] is None
     result = run_cli(checkpoint, tmp_path / "scan.ply", tmp_path / "out")
     check_outputs(result, tmp_path / "out" / "scan_instances.ply", len(xyz),
                   tiny_config().data.instance_class_names)
@@ -173,7 +174,7 @@ def test_point_instances_matches_a_loop():
         assert owner[p] == (hits[0] if hits else -1)
     assert np.array_equal(predict.point_instances(np.zeros((0, 7), bool)), np.full(7, -1))
     palette = predict.instance_palette(50)
-    assert len(np.unique(palette, axis=0)) == 50 and not np.any(np.all(palette == predict.GREY, axis=1))
+    assert len(np.unique(palette, axis=0)) == 50 and not np.any(np.all(palette == scans.GREY, axis=1))
 
 
 def test_foreign_checkpoint_needs_a_preset(tmp_path):
@@ -183,8 +184,8 @@ def test_foreign_checkpoint_needs_a_preset(tmp_path):
     path = tmp_path / "authors.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     with pytest.raises(DataError, match=r"authors\.pth.*--preset"):
-        predict.load_model(path)
-    model, loaded_cfg = predict.load_model(path, preset="synthetic", variant="-0", device="cpu")
+        inference.load_model(path)
+    model, loaded_cfg = inference.load_model(path, preset="synthetic", variant="-0", device="cpu")
     assert loaded_cfg.model.decoder.t_layer == 0 and not model.training
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
@@ -192,7 +193,7 @@ def test_foreign_checkpoint_needs_a_preset(tmp_path):
     mismatch = tmp_path / "mismatch.pth"
     torch.save({"model": state, "config": tiny_config().to_dict()}, mismatch)
     with pytest.raises(DataError, match=r"mismatch\.pth.*shapes differ"):
-        predict.load_model(mismatch)
+        inference.load_model(mismatch)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -216,19 +217,19 @@ def test_bad_scans_name_the_file(tmp_path, name, content, expected):
     else:
         np.save(path, content)
     with pytest.raises(DataError, match=expected) as err:
-        predict.read_scan(path)
+        scans.read_scan(path)
     assert str(path) in str(err.value)
 
 
 def test_missing_files_and_cli_errors(tmp_path, checkpoint, capsys):
     with pytest.raises(DataError, match="scan file not found") as err:
-        predict.read_scan(tmp_path / "absent.ply")
+        scans.read_scan(tmp_path / "absent.ply")
     assert "absent.ply" in str(err.value)
     with pytest.raises(DataError, match="checkpoint file not found"):
-        predict.load_model(tmp_path / "absent.pth")
+        inference.load_model(tmp_path / "absent.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(DataError, match=r"junk\.pth: not a readable torch checkpoint"):
-        predict.load_model(tmp_path / "junk.pth")
+        inference.load_model(tmp_path / "junk.pth")
     np.save(tmp_path / "bad.npy", np.zeros((5, 2)))
     assert predict.main([str(checkpoint), str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o")]) == 1
     assert "bad.npy" in capsys.readouterr().err

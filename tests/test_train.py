@@ -147,3 +147,32 @@ def test_torchrun_two_processes_share_each_step(data_root, tmp_path):
     assert [r["epoch"] for r in records if r["kind"] == "val"] == [2]
     ckpt = torch.load(run / "model_last.pth", weights_only=False)
     assert ckpt["state"]["step"] == 2 and ckpt["state"]["epoch"] == 2
+
+
+def test_extra_training_folders_join_the_split_and_validation_can_live_elsewhere(data_root, tmp_path):
+    """data.extra_train adds scene folders (each repeated extra_train_loop times); data.val_root moves
+    validation to another processed root (sim + real training: synthetic frames, real val scans)."""
+    cfg = tiny(data_root, tmp_path)
+    alone = len(train.training_set(cfg))
+    cfg.data.extra_train, cfg.data.extra_train_loop = (str(data_root / "val"),), 3
+    mixed = train.training_set(cfg)
+    val_scenes = len(train.validation_set(cfg).scenes)
+    assert len(mixed) == alone + 3 * val_scenes
+    names = {mixed[i]["name"] for i in range(len(mixed))}
+    assert {p.name for p in (data_root / "val").iterdir()} <= names
+    cfg.data.val_root, cfg.data.val_split = str(data_root), "train"
+    assert len(train.validation_set(cfg).scenes) == alone
+    cfg.data.val_root = str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="nowhere"):
+        train.validation_set(cfg)
+
+
+def test_steps_per_epoch_caps_an_epoch(data_root, tmp_path):
+    """train.steps_per_epoch: an epoch of a large set is a random part of it (validation per epoch)."""
+    cfg = tiny(data_root, tmp_path, experiment="capped", epochs=2, eval_interval=((1, 1),), steps_per_epoch=1)
+    cfg.data.extra_train, cfg.data.extra_train_loop = (str(data_root / "train"),), 2  # 6 scenes: 6 steps
+    train.run(cfg)
+    records = [json.loads(x) for x in (tmp_path / "capped" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [1, 2]
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        config.apply_overrides(cfg, {"train.steps_per_epoch": -1})

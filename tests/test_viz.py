@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 
 from lassm.viz import (
+    ap_figure,
     class_scores_figure,
+    curves_figure,
     decoder_slider_figure,
     decoder_stage_figure,
+    export_report,
+    format_table,
     instance_comparison_figure,
     instance_match_table,
     label_colors,
@@ -14,9 +18,12 @@ from lassm.viz import (
     per_class_figure,
     prediction_vs_gt_figure,
     query_init_figure,
+    report_html,
     save_html,
     scene_figure,
     scene_view_figure,
+    table_figure,
+    tradeoff_figure,
 )
 
 
@@ -249,3 +256,111 @@ def test_save_html_writes_a_standalone_file(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))
     with pytest.raises(ValueError, match="path"):
         save_html(fig, tmp_path / "scores.png")
+
+
+# ------------------------------------------------------------------------------- package layout
+
+# every public name of the single-module lassm.viz before it became a package
+FORMER_PUBLIC_NAMES = ("FAINT", "QUERY_COLOR", "class_scores_figure", "decoder_slider_figure",
+                       "decoder_stage_figure", "instance_comparison_figure", "instance_match_table",
+                       "label_colors", "match_instances", "per_class_figure", "prediction_vs_gt_figure",
+                       "query_init_figure", "save_html", "scene_figure", "scene_view_figure", "subsample",
+                       "training_curves")
+
+
+def test_package_reexports_every_public_name():
+    import importlib
+
+    import lassm.viz as viz
+
+    for name in FORMER_PUBLIC_NAMES:
+        assert callable(getattr(viz, name)) or isinstance(getattr(viz, name), str), name
+    for name in viz.__all__:
+        home = importlib.import_module(getattr(viz, name).__module__) if callable(getattr(viz, name)) else viz
+        assert getattr(home, name) is getattr(viz, name), name
+
+
+def test_viz_imports_no_model_or_training_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, lassm.viz; bad = sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['lassm', 'model'], ['lassm', 'train'], ['lassm', 'ablations'])); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------- ablation figures
+
+
+def _summary_row(variant: str, done: int, ap50: float | None, seconds: float | None, error: str = "") -> dict:
+    """A row shaped like lassm.ablations.summary_table's."""
+    row = {"variant": variant, "runs": max(done, 1), "done": done, "failed": 0 if done else 1,
+           "params": 1234 if done else None, "error": error}
+    for key, mean, std in (("AP", ap50 and ap50 / 2, 0.01), ("AP50", ap50, 0.02), ("AP25", ap50, 0.0),
+                           ("train_seconds", seconds, 0.5), ("wall_seconds", seconds, 0.5),
+                           ("infer_seconds", seconds and seconds / 100, 0.001), ("peak_mb", 10.0, 0.0)):
+        row[f"{key}_mean"], row[f"{key}_std"] = (mean, std) if mean is not None else (None, None)
+    return row
+
+
+def _table() -> list[dict]:
+    return [_summary_row("base", 2, 0.5, 20.0), _summary_row("k-4", 0, None, None, "RuntimeError: boom"),
+            _summary_row("k-16", 1, 0.7, 40.0)]
+
+
+def test_ablation_table_text_and_figure():
+    table = _table()
+    text = format_table(table).splitlines()
+    assert text[0].split()[:3] == ["variant", "runs", "done"] and len(text) == 4
+    assert "0.250 ± 0.010" in text[1] and "1,234" in text[1] and "RuntimeError: boom" in text[2]
+    cells = table_figure(table).data[0].cells.values
+    assert list(cells[0]) == ["base", "k-4", "k-16"]
+    assert list(cells[4]) == ["0.500 ± 0.020", "", "0.700 ± 0.020"]  # AP50; k-4 has no result
+
+
+def test_ablation_ap_and_tradeoff_figures_skip_variants_without_results():
+    table = _table()
+    ap = ap_figure(table)
+    assert [t.name for t in ap.data] == ["AP", "AP50", "AP25"]
+    assert list(ap.data[1].x) == ["base", "k-16"] and list(ap.data[1].y) == [0.5, 0.7]
+    assert list(ap.data[1].error_y.array) == [0.02, 0.02]
+    tradeoff = tradeoff_figure(table)
+    assert list(tradeoff.data[0].text) == ["base", "k-16"]
+    assert list(tradeoff.data[0].x) == pytest.approx([0.2, 0.4])
+
+
+def test_ablation_curves_one_colour_per_variant_first_seed_solid():
+    curves = [{"variant": "base", "seed": 0, "step": [1, 2], "AP": [0.1, 0.2], "AP50": [0.3, 0.4],
+               "AP25": [0.5, 0.6]},
+              {"variant": "base", "seed": 1, "step": [1, 2], "AP": [0.1, 0.1], "AP50": [0.2, 0.5],
+               "AP25": [0.5, 0.5]},
+              {"variant": "k-4", "seed": 0, "step": [], "AP": [], "AP50": [], "AP25": []},
+              {"variant": "k-16", "seed": 0, "step": [2], "AP": [0.3], "AP50": [0.6], "AP25": [0.7]}]
+    fig = curves_figure(curves)
+    assert [t.name for t in fig.data] == ["base s0", "base s1", "k-16 s0"]
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert list(fig.data[1].y) == [0.2, 0.5] and list(curves_figure(curves, "AP").data[1].y) == [0.1, 0.1]
+
+
+def test_ablation_report_is_one_standalone_page(tmp_path):
+    table = _table()
+    figures = [ap_figure(table), tradeoff_figure(table)]
+    path = report_html(figures, table, tmp_path / "study" / "report.html", "a <test>")
+    text = path.read_text()
+    assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2  # plotly.js embedded once
+    assert "<h1>a &lt;test&gt;</h1>" in text and "<td>RuntimeError: boom</td>" in text
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_export_report(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbconvert")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# hello ablations")])
+    source = tmp_path / "done.ipynb"
+    nbformat.write(nb, source)
+    out = export_report(source, tmp_path / "done.html")
+    assert "hello ablations" in out.read_text()
+    with pytest.raises(ValueError, match="executed_notebook_path"):
+        export_report(tmp_path / "missing.ipynb", tmp_path / "x.html")

@@ -7,14 +7,17 @@
 from .presets import (
     PRESETS,
     SCRATCH_VARIANTS,
+    SMOKE_TRAIN,
     VARIANTS,
     mosd,
     preset,
     project_root,
+    run_config,
     scannet,
     scannet200,
     scannetpp,
     synthetic,
+    tabletop,
     tiny,
 )
 from .schema import (
@@ -34,7 +37,8 @@ from .schema import (
     reference_behaviour,
 )
 
-__all__ = ["PRESETS", "PRESETS_DATA", "SCRATCH_VARIANTS", "VARIANTS", "AugmentConfig", "BackboneConfig",
-           "Config", "CriterionConfig", "DataConfig", "DecoderConfig", "ModelConfig", "PostprocessConfig",
-           "ScanConfig", "TrainConfig", "apply_overrides", "augment_preset", "mosd", "preset", "project_root",
-           "reference_behaviour", "scannet", "scannet200", "scannetpp", "synthetic", "tiny"]
+__all__ = ["PRESETS", "PRESETS_DATA", "SCRATCH_VARIANTS", "SMOKE_TRAIN", "VARIANTS", "AugmentConfig",
+           "BackboneConfig", "Config", "CriterionConfig", "DataConfig", "DecoderConfig", "ModelConfig",
+           "PostprocessConfig", "ScanConfig", "TrainConfig", "apply_overrides", "augment_preset", "mosd",
+           "preset", "project_root", "reference_behaviour", "run_config", "scannet", "scannet200",
+           "scannetpp", "synthetic", "tabletop", "tiny"]

@@ -107,7 +107,29 @@ def mosd(root: str = "data/mosd", raw_root: str = "../shared/data/mosd", view: s
                                topk=50), augment=augment_preset("mosd", variant))
 
 
-PRESETS = {f.__name__: f for f in (synthetic, scannet, scannet200, scannetpp, mosd)}
+def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", real_root: str = "data/mosd",
+             variant: str = "-3") -> Config:
+    """Single-view tabletop scans for scenes never seen (sim-to-real): synthetic Kinect-like frames.
+
+    The mosd model and label space (table = stuff, whole objects = instances); data in mOSD's own
+    format from ``lassm.data.tabletop`` (``python -m lassm.data.prepare tabletop RAW OUT``), trained
+    jointly with the real mOSD learn scans (``<real_root>/train``, repeated 4x per epoch) and selected on
+    the real learn-split validation scans (``<real_root>/val``). The training augmentation adds 2 mm
+    sensor jitter to the mosd one. For synthetic-only training set ``data.extra_train=()``; the
+    synthetic clutter validation split is ``val_clutter`` under ``root``. Training: batch 3, lr 2e-3
+    (the mosd recipe), epochs of 100 steps (thousands of frames would make one pass per validation
+    far too long), 20 epochs, validation after each.
+    """
+    cfg = mosd(root=root, raw_root=raw_root, variant=variant)
+    cfg.data.extra_train, cfg.data.extra_train_loop = (f"{real_root}/train",), 4
+    cfg.data.val_root = real_root
+    cfg.augment.jitter_sigma = 0.002
+    cfg.train.batch_size, cfg.train.lr, cfg.train.epochs, cfg.train.steps_per_epoch = 3, 2e-3, 20, 100
+    cfg.train.eval_interval, cfg.train.experiment = ((1, 1),), "tabletop"
+    return cfg
+
+
+PRESETS = {f.__name__: f for f in (synthetic, scannet, scannet200, scannetpp, mosd, tabletop)}
 
 
 def tiny(cfg: Config) -> Config:
@@ -116,6 +138,36 @@ def tiny(cfg: Config) -> Config:
     return apply_overrides(cfg, {"model.backbone.sparse_backend": "torch", "model.decoder.d_model": 64,
                                  "model.decoder.ffn_hidden": 128, "model.decoder.heads": 4,
                                  "model.decoder.num_query": 16})
+
+
+# Smoke runs: a tiny model (tiny) and two steps on one scene at a time
+SMOKE_TRAIN = {"train.epochs": 1, "train.max_steps": 2, "train.batch_size": 1, "train.num_workers": 0,
+               "train.val_max_scenes": 1, "train.resume": False}
+
+
+def run_config(preset_name: str, run_dir: str | Path, variant: str = "-3", seed: int = 0,
+               data_root: str = "", epochs: int = 40, batch_size: int = 2, lr: float = 1e-3,
+               eval_every: int = 10, amp: str = "auto", resume: bool = True, smoke: bool = False,
+               settings: dict | None = None, overrides: dict | None = None,
+               root: str | Path | None = None) -> Config:
+    """The Config of one training run into ``run_dir``, from the parameters of ``03_train.ipynb`` (which
+    the ablation runner shares): the preset, the data root (relative to the project ``root``; empty
+    for the preset's default; smoke: ``outputs/smoke/synthetic_train`` and a :func:`tiny` model
+    trained for two steps), the training settings, ``settings``, then ``overrides`` last."""
+    root = Path(root or project_root())
+    cfg = preset(preset_name, variant=variant)
+    cfg.seed = seed
+    cfg.data.root = str(root / (data_root or cfg.data.root))
+    cfg.train.output_root, cfg.train.experiment = str(Path(run_dir).parent), Path(run_dir).name
+    fields = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.amp": amp,
+              "train.resume": resume, "train.eval_interval": ((1, eval_every),)}
+    if smoke:
+        cfg.data.root = str(root / "outputs/smoke/synthetic_train")
+        tiny(cfg)
+        fields.update(SMOKE_TRAIN)
+    fields.update(settings or {})
+    fields.update(overrides or {})  # last: the caller's fields win
+    return apply_overrides(cfg, fields)
 
 
 def preset(name: str, **kwargs) -> Config:

@@ -40,6 +40,11 @@ class DataConfig:
     class_names: tuple[str, ...] = labels.CLASS_LABELS_20  # semantic classes, index = label
     stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are not instances (wall, floor)
     instance_key: str = "instance"  # which instance array to load as `instance`
+    # more training scene folders ("<root>/<split>" paths) joined to the training split, e.g. the real
+    # mOSD learn scans beside synthetic tabletop frames (sim + real training)
+    extra_train: tuple[str, ...] = ()
+    extra_train_loop: int = 1  # each extra folder's scenes appear this many times per epoch (oversampling)
+    val_root: str = ""  # where the validation split lives; "" = root
     scan: ScanConfig = field(default_factory=ScanConfig)  # raw scan -> processed scene (predict repeats it)
 
     @property
@@ -61,6 +66,9 @@ class AugmentConfig:
     color_norm: str = "scannet"  # "scannet": x/127.5 - 1; "mask3d": (x/255 - mean)/std
     feat_keys: str = "color+coord"  # "color+coord" (6 channels) or "color" (3 channels)
     val_rotate_z: float | None = None  # fixed validation rotation about z in units of pi (ScanNet "-3": 0.35)
+    # not in the reference: per-point Gaussian noise in metres after scaling (training only; ScanNet
+    # pipeline). 0 = off (every released preset); the single-view tabletop preset uses it as sensor noise.
+    jitter_sigma: float = 0.0
 
     def __post_init__(self):
         choices = {"pipeline": ("scannet", "scannet200", "scannetpp"), "color_norm": ("scannet", "mask3d"),
@@ -72,6 +80,8 @@ class AugmentConfig:
             raise ValueError(f"augment.elastic_p: expected a probability in [0, 1], got {self.elastic_p}")
         if self.grid_size <= 0:
             raise ValueError(f"augment.grid_size: expected > 0, got {self.grid_size}")
+        if not 0 <= self.jitter_sigma < 0.1:
+            raise ValueError(f"augment.jitter_sigma: expected metres in [0, 0.1), got {self.jitter_sigma}")
 
 
 def augment_preset(dataset: str, variant: str = "-3") -> AugmentConfig:
@@ -262,6 +272,9 @@ class TrainConfig:
     num_workers: int = 2  # data-loading processes per training process
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
     max_steps: int = 0  # stop after this many steps in total (0 = run all epochs); for smoke runs
+    # cap an epoch (the unit of validation and checkpoints) at this many steps, each epoch a new random part
+    # of the training set; for sets of thousands of synthetic frames (0 = one full pass per epoch)
+    steps_per_epoch: int = 0
     val_max_scenes: int = 0  # validate on at most this many scenes (0 = all)
     # torch.distributed backend under torchrun: "auto" (NCCL on GPUs, else gloo), "nccl" or "gloo";
     # gloo also runs several processes on one GPU (a test of the DDP path without more GPUs)
@@ -270,6 +283,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"train.amp: expected 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.steps_per_epoch < 0:
+            raise ValueError(f"train.steps_per_epoch: expected 0 (a full pass) or a positive integer, "
+                             f"got {self.steps_per_epoch}")
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}: expected a positive integer, got {getattr(self, name)}")

@@ -9,7 +9,13 @@ Datasets and their raw layouts (see each module's docstring):
   layout and then processed exactly like ScanNet (the default when no data is given).
 - ``scannet`` / ``scannet200``: ScanNet v2 (one processed folder holds both label spaces).
 - ``scannetpp``: ScanNet++ v2, plus the training chunks of REFERENCE_SPEC 1.3.
-- ``mosd``: the mOSD Kinect tabletop scans (PCD).
+- ``mosd``: the mOSD Kinect tabletop scans (PCD): ``learn/learn<k>.pcd`` and ``<split>/*.pcd``.
+- ``tabletop``: synthetic single-view tabletops in mOSD's PCD format, written beforehand by
+  ``lassm.data.tabletop.write_scenes`` and processed exactly like mOSD.
+
+A scene that fails does not stop the others: the run goes on, every failure is printed and
+written to ``<out_root>/failures.json`` with its file and reason, ``prepare`` returns them in
+its summary and the command exits with status 2, listing them.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import sys
 from pathlib import Path
 
 from .io import DataError
-from .preprocess import RunSummary, run_jobs
+from .preprocess import FAILURES_FILE, RunSummary, run_jobs
 
-DATASETS = ("synthetic", "scannet", "scannet200", "scannetpp", "mosd")
+DATASETS = ("synthetic", "scannet", "scannet200", "scannetpp", "mosd", "tabletop")
 
 
 def _module(dataset: str):
@@ -33,6 +39,8 @@ def _module(dataset: str):
         from . import scannetpp as module
     elif dataset == "mosd":
         from . import mosd as module
+    elif dataset == "tabletop":
+        from . import tabletop as module
     else:
         raise DataError(f"dataset: unknown name {dataset!r}; expected one of {DATASETS}")
     return module
@@ -55,7 +63,8 @@ def prepare(
     Finished scenes are skipped unless ``overwrite``. For ``synthetic``, ``num_rooms`` rooms of
     ``room_size`` ("full" or "small") are first generated from ``seed`` into ``raw_root``.
     For ``scannetpp``, ``chunk`` also writes the training chunks. Other keyword ``options``
-    go to the dataset's ``find_jobs``.
+    go to the dataset's ``find_jobs``. Failed scenes do not stop the run: they are in the
+    returned summary (``summary.failures``) and ``<out_root>/failures.json``.
     """
     module = _module(dataset)
     if dataset == "synthetic":
@@ -63,7 +72,11 @@ def prepare(
 
         write_synthetic_scannet(raw_root, num_rooms=num_rooms, seed=seed, size=room_size, workers=workers)
     jobs = module.find_jobs(raw_root, **options)
-    summary = run_jobs(jobs, module.process, out_root, workers=workers, overwrite=overwrite, desc=dataset)
+    process = getattr(module, "process", None)
+    if process is None and dataset == "tabletop":  # its scenes are mOSD-format PCDs
+        from .mosd import process
+    summary = run_jobs(jobs, process, out_root, workers=workers, overwrite=overwrite, desc=dataset,
+                       raise_on_error=False)
     if dataset == "scannetpp" and chunk:
         module.chunk_scenes(out_root, split="train", workers=workers)
     return summary
@@ -88,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary)
+    if summary.failures:
+        print(f"{len(summary.failures)} scene(s) failed (also in {args.out_root / FAILURES_FILE}):\n"
+              f"{summary.failure_lines()}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -63,23 +63,12 @@ def _read_ply(path: Path) -> dict:
 
 
 def _read_pcd(path: Path) -> dict:
-    from pypcd4 import PointCloud
+    """A PCD file (organised or not, any field order) as one row per point, NaN rows kept."""
+    from .mosd import read_pcd
 
-    try:
-        data = PointCloud.from_path(path).pc_data
-    except Exception as err:  # pypcd4 raises pydantic, lzf, struct and numpy errors
-        raise DataError(f"{path}: unreadable or truncated PCD ({type(err).__name__}: {err})") from err
-    names = data.dtype.names or ()
-    if not {"x", "y", "z"} <= set(names):
-        raise DataError(f"{path}: PCD fields {list(names)}; expected at least x, y, z")
-    coord = np.stack([data[k] for k in "xyz"], axis=1).astype(np.float32).reshape(-1, 3)
-    packed_name = next((k for k in ("rgb", "rgba") if k in names), None)
-    if packed_name is None or data.dtype[packed_name].itemsize != 4:
-        return {"coord": coord, "color": None, "faces": None, "has_color": False}
-    # PCL packs colour as 0x00RRGGBB, in a uint32 or the bits of a float32: reinterpret, not convert
-    packed = np.ascontiguousarray(data[packed_name]).view(np.uint32).reshape(-1)
-    color = np.stack([(packed >> s) & 255 for s in (16, 8, 0)], axis=1).astype(np.uint8)  # (N, 3)
-    return {"coord": coord, "color": color, "faces": None, "has_color": True}
+    cloud = read_pcd(path)
+    return {"coord": cloud["coord"].reshape(-1, 3), "color": cloud["color"].reshape(-1, 3), "faces": None,
+            "has_color": cloud["has_color"], "grid_shape": cloud["grid_shape"]}
 
 
 def _read_npy(path: Path) -> dict:
@@ -103,13 +92,10 @@ def _read_npy(path: Path) -> dict:
             "faces": None, "has_color": True}
 
 
-def read_scan(path: str | Path) -> dict:
-    """Read a scan: ``coord`` (N, 3) float32, ``color`` (N, 3) uint8, ``faces`` (M, 3) int64 or None,
-    ``has_color``, ``point_index`` (N,) the kept rows of the file (non-finite points dropped) and
-    ``num_input`` the file's point count.
-
-    A PLY with faces is a mesh (faces kept, non-finite vertices are an error); one without is a cloud.
-    """
+def read_raw(path: str | Path) -> dict:
+    """A scan file's rows as stored: ``coord`` (N, 3) float32 with NaN rows kept, ``color`` (N, 3) uint8
+    (grey without colour), ``has_color``, ``faces`` or None, ``grid_shape`` (H, W) for an organised PCD
+    (rows in image order) else None, ``point_index`` (N,) = 0..N-1 and ``num_input`` N."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SCAN_SUFFIXES:
@@ -117,9 +103,23 @@ def read_scan(path: str | Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: scan file not found")
     scan = {".ply": _read_ply, ".pcd": _read_pcd, ".npy": _read_npy}[suffix](path)
-    coord = scan["coord"]
-    if len(coord) == 0:
+    n = len(scan["coord"])
+    if n == 0:
         raise DataError(f"{path}: the scan has no points")
+    if not scan["has_color"]:
+        scan["color"] = np.full((n, 3), GREY, np.uint8)
+    return {**scan, "grid_shape": scan.get("grid_shape"), "point_index": np.arange(n), "num_input": n}
+
+
+def read_scan(path: str | Path) -> dict:
+    """Read a scan: ``coord`` (N, 3) float32, ``color`` (N, 3) uint8, ``faces`` (M, 3) int64 or None,
+    ``has_color``, ``point_index`` (N,) the kept rows of the file (non-finite points dropped) and
+    ``num_input`` the file's point count.
+
+    A PLY with faces is a mesh (faces kept, non-finite vertices are an error); one without is a cloud.
+    """
+    scan = read_raw(path)
+    coord = scan["coord"]
     finite = np.isfinite(coord).all(axis=1)  # (N,)
     if not finite.any():
         raise DataError(f"{path}: all {len(coord)} points have NaN or infinite coordinates")
@@ -127,16 +127,61 @@ def read_scan(path: str | Path) -> dict:
     is_mesh = faces is not None and len(faces) > 0
     if is_mesh and not finite.all():
         raise DataError(f"{path}: {int((~finite).sum())} mesh vertices have NaN or infinite coordinates")
-    color = scan["color"] if scan["has_color"] else np.full((len(coord), 3), GREY, np.uint8)
     keep = np.flatnonzero(finite)  # (N_kept,)
-    return {"coord": coord[keep], "color": color[keep], "faces": faces if is_mesh else None,
+    return {"coord": coord[keep], "color": scan["color"][keep], "faces": faces if is_mesh else None,
             "has_color": scan["has_color"], "point_index": keep, "num_input": len(coord)}
 
 
-def scan_superpoints(scan: dict, viewpoint=None) -> np.ndarray:
-    """(N,) int64 compact superpoint ids 0..S-1: mesh Segmentator, or its kNN variant for clouds."""
+def scan_superpoints(scan: dict, viewpoint=None, scan_cfg=None) -> np.ndarray:
+    """(N,) int64 compact superpoint ids 0..S-1: mesh Segmentator, or its kNN variant for clouds, with the
+    thresholds of ``scan_cfg`` (a ``lassm.config.ScanConfig``; None: ScanNet's 0.01 / 20, k = 8)."""
+    k_thresh, min_verts, knn = ((scan_cfg.k_thresh, scan_cfg.seg_min_verts, scan_cfg.knn) if scan_cfg
+                                else (0.01, 20, 8))
     if scan["faces"] is not None:
-        raw = segment_mesh(scan["coord"], scan["faces"])
+        raw = segment_mesh(scan["coord"], scan["faces"], k_thresh=k_thresh, seg_min_verts=min_verts)
     else:
-        raw = segment_points(scan["coord"], viewpoint=viewpoint)
+        raw = segment_points(scan["coord"], k=knn, k_thresh=k_thresh, seg_min_verts=min_verts,
+                             viewpoint=viewpoint)
     return np.unique(raw, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- a scan as the model's input
+
+
+def load_scan(path: str | Path, scan_cfg, frame: str | None = None, viewpoint=None) -> dict:
+    """A scan file -> scene arrays, preprocessed as ``scan_cfg`` (a ``lassm.config.ScanConfig``) says the
+    checkpoint's training data was, so a scan gets what the dataset path would give the same file.
+
+    ``frame`` overrides ``scan_cfg.frame``: "dataset" keeps the file's coordinates (meshes: ScanNet's
+    Segmentator on the faces; clouds: its kNN-graph variant steered by ``viewpoint``); "support_plane"
+    treats the scan as one RGB-D view in its camera frame (:mod:`lassm.data.singleview`: support-plane
+    frame, pixel-grid mesh superpoints for organised PCDs, kNN-graph ones otherwise).
+
+    Returns ``coord`` (N, 3) in the model's frame, ``color``, ``superpoint``, ``source_coord`` (N, 3) the
+    file's coordinates of those points, ``point_index`` (N,) their rows in the file, ``num_input``,
+    ``has_color``, ``faces`` (mesh faces over the N points, or None), ``kind`` ("mesh", "organised cloud"
+    or "cloud") and ``plane`` (support-plane fit: ``table_from_camera``, ``inlier_fraction``,
+    ``tilt_degrees``; None in the dataset frame).
+    """
+    path = Path(path)
+    frame = frame or scan_cfg.frame
+    if frame not in ("dataset", "support_plane"):
+        raise ValueError(f"frame: expected 'dataset' or 'support_plane', got {frame!r}")
+    if frame == "dataset":
+        scan = read_scan(path)
+        superpoint = scan_superpoints(scan, viewpoint, scan_cfg)
+        return {**scan, "superpoint": superpoint, "source_coord": scan["coord"], "plane": None,
+                "kind": "mesh" if scan["faces"] is not None else "cloud"}
+    from .singleview import process_single_view
+
+    view = read_raw(path)
+    arrays = process_single_view(view["coord"], view["color"], grid_shape=view["grid_shape"], scan=scan_cfg,
+                                 name=str(path))
+    keep = arrays["point_index"]
+    return {"coord": arrays["coord"], "color": arrays["color"], "superpoint": arrays["superpoint"],
+            "source_coord": view["coord"][keep], "point_index": view["point_index"][keep],
+            "num_input": view["num_input"], "has_color": view["has_color"], "faces": None,
+            "kind": "organised cloud" if view["grid_shape"] is not None else "cloud",
+            "plane": {"table_from_camera": np.asarray(arrays["table_from_camera"]),
+                      "inlier_fraction": float(arrays["plane_inlier_fraction"]),
+                      "tilt_degrees": float(arrays["plane_tilt_degrees"])}}

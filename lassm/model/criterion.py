@@ -16,8 +16,9 @@ from scipy.optimize import linear_sum_assignment
 
 from ..config import CriterionConfig
 from ..data.labels import compact_instances, train_labels
-from ..profiling import stage as timed_stage
 from .decoder import Stage
+from .stages import MATCHING
+from .stages import stage as timed_stage
 
 IGNORE = -100  # superpoint semantic target that cross-entropy ignores
 
@@ -198,7 +199,7 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
         raise ValueError(f"stage: expected {num_scenes} scenes like targets, got {len(stage.labels)} labels, "
                          f"{len(stage.masks)} masks and {len(stage.centres)} centres")
     if indices is None:
-        with timed_stage("matching"):
+        with timed_stage(MATCHING):
             indices = [hungarian_match(lg, m, c, t, cfg) for lg, m, c, t in
                        zip(stage.labels, stage.masks, stage.centres, targets, strict=True)]
     cls_terms, bce_terms, dice_terms, box_terms = [], [], [], []
@@ -245,7 +246,7 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
         raise ValueError("stages: expected at least one decoder stage, got none")
     if len(sp_seg) != len(targets):
         raise ValueError(f"sp_seg: expected {len(targets)} scenes like targets, got {len(sp_seg)}")
-    with timed_stage("matching"):  # every stage's own matching, or the final stage's for all
+    with timed_stage(MATCHING):  # every stage's own matching, or the final stage's for all
         matched = match_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
     final, _ = stage_loss(stages[-1], targets, cfg, final=True, indices=matched[-1])
     total = final["loss"]

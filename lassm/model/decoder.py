@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DecoderConfig
-from ..profiling import stage
 from .sampling import farthest_point_sampling, knn_batched
 from .serialize import batched_orders
 from .ssm import Mamba2Mixer
+from .stages import LAYERS_GRAPH, QUERY_INIT, layer_stage, stage
 
 
 class Stage(NamedTuple):
@@ -373,7 +373,7 @@ class LaSSMDecoder(nn.Module):
         (logits (B, Q, C+1), masks (B, Q, S), centres (B, Q, 3), positions (B, Q, 3)), padding included."""
         stages, attn_mask, query, pos = [], None, p.query, p.pos
         for i, layer in enumerate([None, *self.layers]):
-            with stage(f"layer{i}" if i else "head0"):
+            with stage(layer_stage(i)):
                 if layer is not None:
                     query = layer(query, pos, p.inst_feats, p.coords, attn_mask, p.valid, p.sp_valid)
                 logits, offset, masks, attn_mask = self.head(query, p.mask_feats, p.sp_valid)
@@ -389,14 +389,14 @@ class LaSSMDecoder(nn.Module):
         """sp_feats: per scene (S_b, F) pooled features; sp_coords: (S_b, 3) centroids in metres;
         point_ranges: per scene (min, max) of the point coordinates, used for centre normalisation
         unless ``centre_range == "superpoints"`` (the reference, spec 11.1.9)."""
-        with stage("query_init"):
+        with stage(QUERY_INIT):
             prepared, sp_seg, select_idx = self.prepare(sp_feats, sp_coords, point_ranges)
         batched = None
         if self.cfg.cuda_graphs and not self.training and not torch.is_grad_enabled() \
                 and prepared.query.is_cuda:
             from .graphs import graphed_layers  # inference only: CUDA graphs of the layer stack
 
-            with stage("layers (CUDA graph)"):
+            with stage(LAYERS_GRAPH):
                 batched = graphed_layers(self, prepared)
         if batched is None:
             batched = self.run_layers(prepared)

@@ -28,8 +28,8 @@ import weakref
 
 import torch
 
-from ..profiling import paused
 from .serialize import table_only
+from .stages import paused
 
 BUCKET = 256  # superpoints are padded up to a multiple of this
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> {shape key: _Graph}

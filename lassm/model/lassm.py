@@ -23,11 +23,11 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.batch import MODEL_KEYS
-from ..profiling import stage
 from .backbone import build_backbone
 from .criterion import build_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
 from .postprocess import Prediction, predict_instances
+from .stages import BACKBONE, LOSSES, POOLING, POSTPROCESS, TARGETS, stage
 
 REQUIRED_KEYS = MODEL_KEYS  # the packed batch of lassm.data.batch
 
@@ -112,20 +112,20 @@ class LaSSM(nn.Module):
         if missing:
             raise ValueError(f"batch: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
         scene_bounds(batch)  # clear errors before the backbone sees an empty scene
-        with stage("backbone"):
+        with stage(BACKBONE):
             feats = self.backbone(batch["feat"], batch["grid_coord"], batch["offset"])  # (sum N_vx, F)
         return self.decode(feats, batch)
 
     def decode(self, feats: torch.Tensor, batch: dict) -> ModelOutput:
         """Everything after the backbone: pooling, decoder and, with labels in the batch, the losses."""
-        with stage("pooling"):
+        with stage(POOLING):
             sp_feats, sp_coords, scenes = self.pool(feats, batch)
         out = self.decoder(sp_feats, sp_coords, [s.point_range for s in scenes])
         losses = None
         if "origin_instance" in batch and "origin_segment" in batch:
-            with stage("targets"):
+            with stage(TARGETS):
                 targets = self.targets(batch, scenes)
-            with stage("losses"):
+            with stage(LOSSES):
                 losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion)
         return ModelOutput(out, scenes, losses)
 
@@ -145,6 +145,6 @@ class LaSSM(nn.Module):
         """Scored point masks per scene from the final stage (spec 5.3); pass ``output`` to reuse it."""
         output = self(batch) if output is None else output
         final = output.decoder.stages[-1]
-        with stage("postprocess"):
+        with stage(POSTPROCESS):
             return [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
                     for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]

@@ -141,7 +141,7 @@ def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
                           use_kernel: bool = True) -> torch.Tensor:
     """SiLU(causal depthwise conv) over time: x (b, l, d), weight (d, 1, w) -> (b, l, d)."""
     if use_kernel and x.is_cuda:
-        fn = _causal_conv1d()
+        fn = causal_conv1d_kernel()
         if fn is not None:
             return fn(x.transpose(1, 2), weight.squeeze(1), bias, activation="silu").transpose(1, 2)
     width = weight.shape[-1]
@@ -149,7 +149,8 @@ def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return F.silu(out[..., : x.shape[1]]).transpose(1, 2)
 
 
-def _causal_conv1d():
+def causal_conv1d_kernel():
+    """The causal-conv1d package's ``causal_conv1d_fn`` when it and its CUDA extension import, else None."""
     if "conv" not in _TRITON:
         fn = None
         try:  # the Python wrapper needs its compiled extension to be usable

@@ -1,5 +1,6 @@
-"""mOSD scans: PCD reading, grid mesh, table frame, labels, jobs, and bad input.
+"""mOSD scans: PCD reading (organised and not), processing, jobs, and bad input.
 
+The single-view steps (grid mesh, support plane, labels) are tested in test_singleview.py.
 Real-scan tests read ``<repo>/../shared/data/mosd`` (never copied into the project) and are
 skipped when it is absent; the others build their own small clouds with pypcd4.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from pypcd4 import Encoding, PointCloud
 
+from lassm.config import ScanConfig
 from lassm.data import mosd
 from lassm.data.io import DataError, load_scene
 from lassm.data.preprocess import SceneJob, run_jobs
@@ -66,24 +68,39 @@ def test_read_pcd_unpacks_colour_and_keeps_the_grid(tmp_path, packed_float):
     np.testing.assert_allclose(scan["coord"][2, 3], [0.006, 0.004, 1.0], atol=1e-7)
 
 
-def test_read_pcd_rejects_wrong_fields(tmp_path):
-    arrays, _ = small_scan()
-    path = write_pcd(tmp_path / "nolabel.pcd", ("x", "y", "z", "rgba"), arrays[1:], 5, 4)
-    expected = r"expected exactly \['label', 'x', 'y', 'z', 'rgba'\]"
-    with pytest.raises(DataError, match=r"nolabel\.pcd.*" + expected):
-        mosd.read_pcd(path)
-    extra = write_pcd(tmp_path / "extra.pcd", ("label", "x", "y", "z", "rgba", "intensity"),
-                      arrays + [np.zeros(20, np.float32)], 5, 4)
-    with pytest.raises(DataError, match=r"extra\.pcd.*intensity"):
-        mosd.read_pcd(extra)
+def test_read_pcd_any_field_order_optional_label_and_colour(tmp_path):
+    arrays, rgb = small_scan()
+    label, x, y, z, packed = arrays
+    reordered = write_pcd(tmp_path / "order.pcd", ("rgba", "z", "label", "x", "intensity", "y"),
+                          [packed, z, label, x, np.zeros(20, np.float32), y], 5, 4)
+    scan = mosd.read_pcd(reordered)  # any order; unknown fields are ignored
+    assert scan["grid_shape"] == (4, 5)
+    np.testing.assert_array_equal(scan["color"].reshape(-1, 3), rgb)
+    np.testing.assert_array_equal(scan["label"].ravel(), label)
+    np.testing.assert_array_equal(scan["coord"].reshape(-1, 3), np.c_[x, y, z])
+    nolabel = write_pcd(tmp_path / "nolabel.pcd", ("x", "y", "z", "rgb"), [x, y, z, packed], 5, 4)
+    assert mosd.read_pcd(nolabel)["label"] is None
+    nocolour = write_pcd(tmp_path / "nocolour.pcd", ("x", "y", "z", "label"), [x, y, z, label], 5, 4)
+    with pytest.warns(UserWarning, match=r"nocolour\.pcd: no rgb or rgba field; colour set to grey"):
+        scan = mosd.read_pcd(nocolour)
+    assert (scan["color"] == 128).all() and scan["color"].shape == (4, 5, 3)
+    noz = write_pcd(tmp_path / "noz.pcd", ("label", "x", "y", "rgba"), [label, x, y, packed], 5, 4)
+    with pytest.raises(DataError, match=r"noz\.pcd: fields .*expected at least x, y, z"):
+        mosd.read_pcd(noz)
+    float_label = write_pcd(tmp_path / "flabel.pcd", ("label", "x", "y", "z"),
+                            [label.astype(np.float32), x, y, z], 5, 4)
+    with pytest.raises(DataError, match=r"flabel\.pcd: field 'label'"):
+        mosd.read_pcd(float_label)
 
 
-def test_read_pcd_rejects_unorganised_and_wrong_count(tmp_path):
-    arrays, _ = small_scan()
+def test_read_pcd_unorganised_and_wrong_count(tmp_path):
+    arrays, rgb = small_scan()
     fields = ("label", "x", "y", "z", "rgba")
-    flat = write_pcd(tmp_path / "flat.pcd", fields, arrays, 20, 1)
-    with pytest.raises(DataError, match=r"flat\.pcd.*not an organised cloud"):
-        mosd.read_pcd(flat)
+    flat = mosd.read_pcd(write_pcd(tmp_path / "flat.pcd", fields, arrays, 20, 1))
+    assert flat["grid_shape"] is None  # HEIGHT 1: an unorganised cloud, rows in file order
+    assert flat["coord"].shape == (20, 3) and flat["label"].shape == (20,)
+    np.testing.assert_array_equal(flat["color"], rgb)
+    np.testing.assert_array_equal(flat["label"], arrays[0])
     wrong = write_pcd(tmp_path / "wrong.pcd", fields, arrays, 5, 3)  # 15 != 20 points
     with pytest.raises(DataError, match=r"wrong\.pcd.*WIDTH x HEIGHT = 15"):
         mosd.read_pcd(wrong)
@@ -116,110 +133,26 @@ def test_read_real_scan():
     assert scan["color"][valid].std() > 10  # real colours, not a constant
 
 
-# ----------------------------------------------------------------------------- grid_mesh
-
-
-def flat_grid(height, width, depth=1.0, spacing=0.002):
-    rows, cols = np.mgrid[0:height, 0:width]
-    z = np.full((height, width), depth)
-    return np.stack([cols * spacing, rows * spacing, z], -1).astype(np.float32)
-
-
-def test_grid_mesh_full_grid_and_holes():
-    coord = flat_grid(3, 3)
-    vertex_index, faces = mosd.grid_mesh(coord)
-    assert len(vertex_index) == 9 and len(faces) == 8  # two triangles per 2x2 block
-    coord[1, 1] = np.nan  # the centre: every block keeps the triangle of its 3 valid pixels
-    vertex_index, faces = mosd.grid_mesh(coord)
-    np.testing.assert_array_equal(vertex_index, [0, 1, 2, 3, 5, 6, 7, 8])
-    assert len(faces) == 4 and faces.max() == 7
-    # camera frame (y down, z forward): faces wind towards the camera, normal z < 0
-    v = coord.reshape(-1, 3)[vertex_index]
-    normal = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    assert (normal[:, 2] < 0).all()
-
-
-def test_grid_mesh_cuts_depth_jumps_only():
-    coord = flat_grid(3, 4)
-    limit = mosd.DEPTH_JUMP_REL * 1.0 + mosd.DEPTH_JUMP_ABS
-    coord[:, 2:, 2] = 1.0 + 0.9 * limit  # a slope below the limit stays connected
-    assert len(mosd.grid_mesh(coord)[1]) == 12
-    coord[:, 2:, 2] = 1.0 + 1.1 * limit  # a step above it: the middle column of blocks goes
-    faces = mosd.grid_mesh(coord)[1]
-    assert len(faces) == 8
-    cols = faces % 4  # vertex index = pixel index here: column = index % width
-    assert not ((cols.min(1) <= 1) & (cols.max(1) >= 2)).any()
+def unorganised_copy(source, path, fields=None):
+    """The valid rows of an organised scan written as an unorganised cloud (HEIGHT 1), like the
+    test set's unorganised scans. Returns the path and the kept pixel indices."""
+    data = PointCloud.from_path(source).pc_data
+    keep = np.flatnonzero(mosd.valid_pixels(np.stack([data[k] for k in "xyz"], -1)))
+    fields = fields or data.dtype.names
+    write_pcd(path, fields, [data[f][keep] for f in fields], len(keep), 1)
+    return path, keep
 
 
 @needs_mosd
-def test_grid_mesh_on_a_real_scan():
-    coord = mosd.read_pcd(MOSD_ROOT / "learn" / "learn0.pcd")["coord"]
-    vertex_index, faces = mosd.grid_mesh(coord)
-    vertices = coord.reshape(-1, 3)[vertex_index]
-    assert np.isfinite(vertices).all()
-    assert faces.min() >= 0 and faces.max() < len(vertices)
-    assert (faces[:, 0] != faces[:, 1]).all() and (faces[:, 1] != faces[:, 2]).all()
-    # each face joins pixels of one 2x2 block
-    pixel = vertex_index[faces]  # (M, 3) flat pixel indices
-    rows, cols = pixel // 640, pixel % 640
-    assert (np.ptp(rows, axis=1) <= 1).all() and (np.ptp(cols, axis=1) <= 1).all()
-    z = vertices[:, 2][faces]
-    assert (np.ptp(z, axis=1) <= mosd.DEPTH_JUMP_REL * z.min(1) + mosd.DEPTH_JUMP_ABS + 1e-6).all()
-    assert len(faces) > 1.8 * len(vertices)  # nearly two triangles per pixel on a real frame
-
-
-# ----------------------------------------------------------------------------- table plane
-
-
-def tabletop_in_camera_frame(rng):
-    """Points of a table (z = 0) and a box on it, in table coordinates and in a camera frame."""
-    table = np.c_[rng.uniform(-0.5, 0.5, (4000, 2)), rng.normal(0, 0.001, 4000)]
-    box = np.c_[rng.uniform(-0.05, 0.05, (1500, 2)), rng.uniform(0.02, 0.15, 1500)]
-    points = np.concatenate([table, box])
-    # camera 0.8 m above the table looking down at 50 degrees, rolled slightly
-    tilt, roll = np.deg2rad(-130), np.deg2rad(5)
-    rx = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
-    rz = np.array([[np.cos(roll), -np.sin(roll), 0], [np.sin(roll), np.cos(roll), 0], [0, 0, 1]])
-    rotation = rz @ rx  # camera -> table
-    camera_position = np.array([0.1, -0.6, 0.8])
-    camera = (points - camera_position) @ rotation  # table -> camera: R^T (p - c)
-    return points, camera
-
-
-def test_fit_table_plane_recovers_heights_above_the_table():
-    points, camera = tabletop_in_camera_frame(np.random.default_rng(1))
-    assert (camera[:, 2] > 0).all()  # the synthetic camera sees everything in front of it
-    transform = mosd.fit_table_plane(camera)
-    np.testing.assert_allclose(transform[:3, :3] @ transform[:3, :3].T, np.eye(3), atol=1e-9)
-    assert np.linalg.det(transform[:3, :3]) > 0
-    table_frame = camera @ transform[:3, :3].T + transform[:3, 3]
-    # height above the table does not depend on the in-plane axes: compare it directly
-    np.testing.assert_allclose(table_frame[:, 2], points[:, 2], atol=0.003)
-    np.testing.assert_array_equal(transform, mosd.fit_table_plane(camera))  # deterministic
-
-
-def test_fit_table_plane_fails_without_a_plane():
-    cloud = np.random.default_rng(0).uniform(-0.5, 0.5, (5000, 3)) + [0, 0, 1.5]
-    with pytest.raises(DataError, match=r"scan\.pcd: the largest plane holds"):
-        mosd.fit_table_plane(cloud, name="scan.pcd")
-    with pytest.raises(DataError, match="scan.pcd"):
-        mosd.fit_table_plane(cloud[:2], name="scan.pcd")
-
-
-# ----------------------------------------------------------------------------- labels
-
-
-def test_label_scheme():
-    raw = np.array([0, 1, 5, 9, 12, 20, 21, 30, 45, 41, 20])
-    np.testing.assert_array_equal(mosd.semantic_labels(raw), [-1, 0, 0, 0, -1, 1, 1, 1, 1, 1, 1])
-    np.testing.assert_array_equal(
-        mosd.instance_labels(raw, "object"), [-1, -1, -1, -1, -1, 0, 0, 1, 2, 2, 0]
-    )
-    np.testing.assert_array_equal(
-        mosd.instance_labels(raw, "part"), [-1, -1, -1, -1, -1, 0, 1, 2, 4, 3, 0]
-    )
-    with pytest.raises(DataError, match="instance_view"):
-        mosd.instance_labels(raw, "objects")
+def test_unorganised_copy_of_a_real_scan_reads_back(tmp_path):
+    scan = mosd.read_pcd(MOSD_ROOT / "learn" / "learn5.pcd")  # x = y = -0, z NaN invalid pixels
+    path, keep = unorganised_copy(MOSD_ROOT / "learn" / "learn5.pcd", tmp_path / "u.pcd")
+    flat = mosd.read_pcd(path)
+    assert flat["grid_shape"] is None and len(flat["coord"]) == len(keep) < 0.7 * 480 * 640
+    np.testing.assert_array_equal(flat["coord"], scan["coord"].reshape(-1, 3)[keep])
+    np.testing.assert_array_equal(flat["color"], scan["color"].reshape(-1, 3)[keep])
+    np.testing.assert_array_equal(flat["label"], scan["label"].ravel()[keep])
+    assert (flat["label"] > 0).all()
 
 
 # ----------------------------------------------------------------------------- processing
@@ -248,6 +181,10 @@ def test_process_real_scan(processed, name):
     for key, (dtype, shape) in expected.items():
         assert arrays[key].dtype == dtype and arrays[key].shape == shape, key
     assert str(arrays["scene_id"]) == name
+    # point_index: the kept pixels; plane statistics as 0-d arrays
+    np.testing.assert_array_equal(arrays["color"], scan["color"].reshape(-1, 3)[arrays["point_index"]])
+    assert 0.75 < float(arrays["plane_inlier_fraction"]) < 0.95
+    assert 33 < float(arrays["plane_tilt_degrees"]) < 45
     valid = mosd.valid_pixels(scan["coord"])
     assert 0.99 * valid.sum() < n <= valid.sum()  # only NaN and isolated pixels dropped
     assert np.isfinite(arrays["coord"]).all()
@@ -318,11 +255,25 @@ def test_find_jobs_natural_order_and_stratified_split(tmp_path):
     assert all(j.split == "train" for j in mosd.find_jobs(root, val_fraction=0.0))
 
 
+def test_find_jobs_other_layouts_keep_the_learn_split(tmp_path):
+    root = fake_learn_folder(tmp_path, range(45))
+    learn_only = mosd.find_jobs(root, seed=3)
+    for name in ("test/scan10.pcd", "test/scan9.pcd", "test/notes.txt", "extra.pcd", ".hidden/x.pcd"):
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(b"")
+    jobs = mosd.find_jobs(root, seed=3)
+    assert [(j.name, j.split) for j in jobs[:45]] == [(j.name, j.split) for j in learn_only]
+    assert [(j.name, j.split) for j in jobs[45:]] == [("scan9", "test"), ("scan10", "test"),
+                                                      ("extra", "test")]
+    scan = ScanConfig(frame="support_plane", knn=12)
+    assert mosd.find_jobs(root / "test", scan=scan)[0].options == {"instance_view": "object", "scan": scan}
+
+
 def test_find_jobs_bad_input(tmp_path):
-    with pytest.raises(DataError, match="learn.*folder not found"):
-        mosd.find_jobs(tmp_path)
+    with pytest.raises(DataError, match="nowhere: folder not found"):
+        mosd.find_jobs(tmp_path / "nowhere")
     (tmp_path / "learn").mkdir()
-    with pytest.raises(DataError, match="learn.*no learn<k>.pcd files"):
+    with pytest.raises(DataError, match="no PCD scans found; expected mOSD's learn/learn<k>.pcd"):
         mosd.find_jobs(tmp_path)
     fake_learn_folder(tmp_path / "ok", [0, 1])
     with pytest.raises(DataError, match="instance_view"):
@@ -347,9 +298,57 @@ def test_run_jobs_writes_and_resumes(tmp_path):
     assert again.done == [] and sorted(again.skipped) == ["learn0", "learn17"]
 
 
+@needs_mosd
+def test_organised_and_unorganised_copies_get_the_same_frame(tmp_path, processed):
+    organised = processed[MULTI_PART_SCENE][0]
+    path, keep = unorganised_copy(MOSD_ROOT / "learn" / f"{MULTI_PART_SCENE}.pcd", tmp_path / "u.pcd",
+                                  fields=("x", "y", "z", "label", "rgba"))  # another field order
+    flat = mosd.process(SceneJob("u", "test", path, {"instance_view": "part"}))
+    a, b = organised["table_from_camera"].astype(float), flat["table_from_camera"].astype(float)
+    assert np.degrees(np.arccos(min(1.0, a[2, :3] @ b[2, :3]))) < 0.5
+    pixel = keep[flat["point_index"]]  # rows of the unorganised file -> pixels of the scan
+    common, i, j = np.intersect1d(organised["point_index"], pixel, return_indices=True)
+    assert len(common) > 0.99 * len(organised["coord"])
+    assert np.abs(organised["coord"][i, 2] - flat["coord"][j, 2]).max() < 0.01  # heights agree
+    np.testing.assert_array_equal(organised["instance_part"][i], flat["instance"][j])
+    # kNN superpoints: as many and as pure as the grid mesh's (within a factor 1.5)
+    count, mesh_count = len(np.unique(flat["superpoint"])), len(np.unique(organised["superpoint"]))
+    assert mesh_count / 1.5 < count < 1.5 * mesh_count
+    _, sp = np.unique(flat["superpoint"], return_inverse=True)
+    pure = np.zeros((count, 2), np.int64)
+    np.add.at(pure, (sp, flat["segment"]), 1)
+    assert pure.max(1).sum() / len(sp) > 0.98
+
+
+def test_process_drops_nan_points_with_labels(tmp_path):
+    # a small organised view of a flat table: NaN coordinates keep their object label
+    height, width = 40, 60
+    rows, cols = np.mgrid[0:height, 0:width]
+    depth = 1.0 / (0.6 + 0.4 * rows / height)  # a floor-like plane seen from above, y down
+    coord = np.stack([(cols - 30) / 100 * depth, (rows - 20) / 100 * depth, depth], -1).reshape(-1, 3)
+    coord = coord.astype(np.float32)
+    label = np.ones(height * width, np.uint32)
+    label[:50] = 25
+    coord[:20] = np.nan
+    coord[20:30, 2] = np.nan
+    fields = ("label", "x", "y", "z", "rgba")
+    path = write_pcd(tmp_path / "nan.pcd", fields, [label, *coord.T, np.zeros(len(label), np.uint32)],
+                     width, height)
+    out = mosd.process(SceneJob("nan", "train", path, {}))
+    assert not np.isin(np.arange(30), out["point_index"]).any()
+    assert (out["instance"] >= 0).sum() == 20  # labelled points with coordinates: 30..49
+    assert np.isfinite(out["coord"]).all() and np.abs(out["coord"][:, 2]).max() < 1e-3
+
+
+def flat_grid(height, width, depth=1.0, spacing=0.002):
+    rows, cols = np.mgrid[0:height, 0:width]
+    z = np.full((height, width), depth)
+    return np.stack([cols * spacing, rows * spacing, z], -1).astype(np.float32)
+
+
 def test_process_reports_the_file_when_no_table(tmp_path):
-    # a corrugated sheet (1 m +- 0.3 m, period 120 px, 0.7 x 0.3 m): meshable, but no plane
-    # holds 20 % of it
+    # a corrugated sheet (1 m +- 0.3 m, period 120 px, 0.7 x 0.3 m) facing the camera:
+    # meshable, but no plane within 60 degrees of the sensor's up holds 10 % of it
     height, width = 80, 360
     coord = flat_grid(height, width)
     coord[..., 1] *= 2  # 4 mm rows: a slab across the rows must not hold everything
@@ -359,5 +358,5 @@ def test_process_reports_the_file_when_no_table(tmp_path):
     label = np.ones(height * width, np.uint32)
     path = write_pcd(tmp_path / "noplane.pcd", ("label", "x", "y", "z", "rgba"),
                      [label, *flat, np.zeros(height * width, np.uint32)], width, height)
-    with pytest.raises(DataError, match=r"noplane\.pcd: the largest plane holds"):
+    with pytest.raises(DataError, match=r"noplane\.pcd: no support plane found"):
         mosd.process(SceneJob("noplane", "train", path, {}))

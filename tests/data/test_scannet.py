@@ -136,8 +136,9 @@ def test_unknown_segments_rejected_and_nothing_written(tmp_path):
     data = json.loads(agg.read_text())
     data["segGroups"][1]["segments"].append(999_999)
     agg.write_text(json.dumps(data))
-    with pytest.raises(DataError, match=r"scene0002_00\.aggregation\.json.*999999"):
-        prepare("scannet", tmp_path / "raw", tmp_path / "out")
+    summary = prepare("scannet", tmp_path / "raw", tmp_path / "out")  # the other scenes go on
+    assert "999999" in summary.failed["scene0002_00"] and "aggregation.json" in summary.failed["scene0002_00"]
+    assert len(summary.failed) == 1
     assert not (tmp_path / "out/train/scene0002_00").exists()
     leftovers = list((tmp_path / "out").glob("*/.*"))  # temporary scene folders
     assert leftovers == []

@@ -19,7 +19,7 @@ class's index in `CLASS_LABELS_PP` / `CLASS_LABELS_MOSD` plus one (0 stays "unan
 instance classes only: the 84 of `INSTANCE_CLASS_IDS_PP` (ids 4..100), and mOSD's "object" (id 2; "table",
 id 1, is stuff).
 
-The protocol is the official one; the matching and AP reuse `lassm.evaluate` (`scene_matches`,
+The protocol is the official one; the matching and AP reuse `lassm.evaluate.ap` (`scene_matches`,
 `InstanceEvaluator`, `average_precision`), which follows the same script. Details that the file format
 adds, each checked against the official script:
 - a prediction line is split on single spaces into exactly 3 fields; the label is read as int(float(x)),
@@ -37,6 +37,8 @@ adds, each checked against the official script:
 - a class with GT whose predictions all end up neither matched nor false positive (all ignored) crashes the
   official script (empty score list); `average_precision` gives AP 0 there, which is what we report.
 - classes without GT of at least 100 vertices are NaN (JSON null) and left out of the means.
+
+`main` is the command line `python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lassm.data.io import DataError, atomic_path
-from lassm.data.labels import (
+from ..data.io import DataError, atomic_path
+from ..data.labels import (
     CLASS_LABELS_20,
     CLASS_LABELS_200,
     CLASS_LABELS_MOSD,
@@ -60,7 +62,7 @@ from lassm.data.labels import (
     VALID_CLASS_IDS_20,
     VALID_CLASS_IDS_200,
 )
-from lassm.evaluate import MIN_REGION_SIZE, InstanceEvaluator
+from .ap import MIN_REGION_SIZE, InstanceEvaluator
 
 CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
 RESULT_FILE = "semantic_instance_evaluation.txt"  # the official script's output name; never a scene
@@ -331,6 +333,9 @@ def format_results(results: dict) -> str:
     average = f"{results['ap']:>8.3f} {results['ap50']:>8.3f} {results['ap25']:>8.3f}"
     rows += [line, f"{'average':<{width}} {average}"]
     return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------- command line
 
 
 def _json_safe(obj):

@@ -1,4 +1,4 @@
-"""Tests for lassm.evaluate: the ScanNet-protocol AP of REFERENCE_SPEC 9 (hand-computed cases + loops)."""
+"""Tests for lassm.evaluate.ap: the ScanNet-protocol AP of REFERENCE_SPEC 9 (hand-computed cases + loops)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lassm.evaluate import (
+from lassm.evaluate.ap import (
     DEFAULT_OVERLAPS,
     InstanceEvaluator,
     average_precision,

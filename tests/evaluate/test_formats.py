@@ -1,8 +1,8 @@
-"""Tests for lassm.benchmark: the official ScanNet instance benchmark on its file format.
+"""Tests for lassm.evaluate.formats: the official ScanNet instance benchmark on its file format.
 
 `official_ap` below is a slow, loop-by-loop re-implementation of the official script's logic
 (ScanNet BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py + util_3d.py), written from
-its reading; the module (vectorised, built on lassm.evaluate) must give the same numbers.
+its reading; the module (vectorised, built on lassm.evaluate.ap) must give the same numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from lassm.benchmark import (
+from lassm.evaluate.formats import (
     BenchmarkFileError,
     benchmark_classes,
     evaluate_benchmark,
@@ -26,7 +26,7 @@ from lassm.benchmark import (
     write_gt,
     write_predictions,
 )
-from lassm.evaluate import main as evaluate_main
+from lassm.evaluate.formats import main as evaluate_main
 
 OVERLAPS = list(np.append(np.arange(0.5, 0.95, 0.05), 0.25))  # the official list, exact floats
 

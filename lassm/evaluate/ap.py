@@ -7,6 +7,7 @@ AP (spec 9.2): per overlap threshold and class, a greedy match of GTs to predict
 duplicates and unmatched predictions as false positives unless they mostly cover ignored points, and the
 benchmark's centred-step integration of the precision-recall curve. `evaluate_predictions` runs both on
 model outputs and raw scene labels. This module knows arrays only; it imports no model code.
+The benchmark's file layout is :mod:`lassm.evaluate.formats`, a split's export :mod:`lassm.evaluate.export`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from ..data.labels import compact_instances, train_labels
 
 # The reference's thresholds: np.arange(0.5, 0.95, 0.05) stops before 0.95, so the mean AP averages the
 # nine values 0.50..0.90 (spec 9.2). These exact floats matter: 0.6 is 0.6000000000000001, and a match
@@ -314,10 +318,6 @@ def evaluate_predictions(predictions: Sequence, scenes: Sequence[dict], class_na
     class_names: all semantic classes; stuff_classes: the indices among them that are not instances.
     GT train labels and instance ids come from `lassm.data.labels` (spec 2.3). Returns `compute()`'s dict.
     """
-    import torch
-
-    from lassm.data.labels import compact_instances, train_labels
-
     if len(predictions) != len(scenes):
         raise ValueError(f"predictions: expected one per scene ({len(scenes)}), got {len(predictions)}")
     instance_names = [n for i, n in enumerate(class_names) if i not in set(stuff_classes)]
@@ -329,17 +329,3 @@ def evaluate_predictions(predictions: Sequence, scenes: Sequence[dict], class_na
         instance = compact_instances(torch.as_tensor(scene["instance"]), label)
         evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
     return evaluator.compute()
-
-
-# ------------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]` (lassm.benchmark)."""
-    from lassm.benchmark import main as benchmark_main
-
-    return benchmark_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

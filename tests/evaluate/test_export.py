@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from lassm import config, export
-from lassm.benchmark import evaluate_benchmark, read_ints
-from lassm.data.labels import compact_instances, train_labels
+from lassm import config
 from lassm.data.prepare import prepare
-from lassm.evaluate import evaluate_predictions
+from lassm.evaluate import export
+from lassm.evaluate.ap import evaluate_predictions
+from lassm.evaluate.formats import evaluate_benchmark, read_ints
+from lassm.inference import gt_instances
 from lassm.model import LaSSM, Prediction
 
 
@@ -33,9 +36,7 @@ def tiny(data_root) -> config.Config:
 
 def noisy_prediction(arrays: dict, cfg: config.Config, rng: np.random.Generator) -> Prediction:
     """Predictions made from the GT: eroded masks, some with a wrong class, duplicates, and clutter."""
-    names, stuff = cfg.data.class_names, cfg.data.stuff_classes
-    label = train_labels(torch.as_tensor(arrays["segment"]), len(names), stuff).numpy()
-    instance = compact_instances(torch.as_tensor(arrays["instance"]), torch.as_tensor(label)).numpy()
+    label, instance = (t.numpy() for t in gt_instances(arrays, cfg))
     n, classes_count = len(label), len(cfg.data.instance_class_names)
     masks, classes = [], []
     for g in range(instance.max() + 1):
@@ -134,3 +135,13 @@ def test_label_id_tables_cover_every_preset():
         assert len(export.instance_label_ids(cfg)) == len(cfg.data.instance_class_names)
     cfg = config.preset("scannet200")
     assert export.semantic_label_ids(cfg)[cfg.data.class_names.index("floor")] == 3  # ScanNet200's floor
+
+
+def test_both_export_commands_and_the_package_names():
+    import lassm.evaluate
+
+    assert lassm.evaluate.export_split is export.export_split and lassm.evaluate.main is not export.main
+    for module in ("lassm.export", "lassm.evaluate.export"):
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "--max-scenes" in proc.stdout, proc.stderr
+        assert "Warning" not in proc.stderr, proc.stderr  # runpy's "found in sys.modules" warning

@@ -1,0 +1,5 @@
+"""``python -m lassm.bench {backbone,decoder,train,model,scaling} [options]``."""
+
+from .cli import main
+
+main()

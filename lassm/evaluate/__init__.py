@@ -1,0 +1,62 @@
+"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`), a split's export (`export`).
+
+    from lassm.evaluate import evaluate_predictions, evaluate_benchmark, evaluate_split, export_split
+
+`python -m lassm.evaluate --pred DIR --gt DIR` scores benchmark files (`formats.main`);
+`python -m lassm.export` (or `python -m lassm.evaluate.export`) writes them for a checkpoint.
+The export names load `export` (and with it the model) on first use, so the AP and the file formats need
+no model code, and `python -m lassm.evaluate.export` runs without the package having imported it first.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .ap import (
+    AP25_OVERLAP,
+    DEFAULT_OVERLAPS,
+    MIN_REGION_SIZE,
+    InstanceEvaluator,
+    SceneMatches,
+    average_precision,
+    evaluate_predictions,
+    scene_matches,
+)
+from .formats import (
+    CLASS_LISTS,
+    MASK_FOLDER,
+    RESULT_FILE,
+    BenchmarkFileError,
+    benchmark_classes,
+    dataset_label_ids,
+    evaluate_benchmark,
+    format_results,
+    main,
+    read_ints,
+    read_mask,
+    read_prediction_file,
+    scene_files,
+    write_gt,
+    write_predictions,
+)
+
+EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids",
+                "split_dataset", "scene_arrays", "scene_count", "find_scene", "predict_split", "write_scene",
+                "export_split", "evaluate_split")
+
+
+def __getattr__(name: str):
+    """The names of `lassm.evaluate.export`, imported on first use (PEP 562)."""
+    if name in EXPORT_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.export"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AP25_OVERLAP", "DEFAULT_OVERLAPS", "MIN_REGION_SIZE", "InstanceEvaluator", "SceneMatches",
+    "average_precision", "evaluate_predictions", "scene_matches",
+    "CLASS_LISTS", "MASK_FOLDER", "RESULT_FILE", "BenchmarkFileError", "benchmark_classes",
+    "dataset_label_ids", "evaluate_benchmark", "format_results", "main", "read_ints", "read_mask",
+    "read_prediction_file", "scene_files", "write_gt", "write_predictions",
+    *EXPORT_NAMES,
+]

@@ -1,0 +1,216 @@
+"""A checkpoint's predictions on a processed split: the benchmark file layout, and per-scene scores.
+
+    python -m lassm.export outputs/scannet-3/model_best.pth --split val --out outputs/scannet-3/bench_val
+    python -m lassm.evaluate --pred outputs/scannet-3/bench_val/predictions \\
+                             --gt outputs/scannet-3/bench_val/gt --classes scannet20
+
+``--out`` receives ``predictions/`` (``<scene>.txt`` + ``predicted_masks/``, what the ScanNet test
+server takes, zipped) and, for labelled splits, ``gt/`` (``<scene>.txt``, label_id * 1000 + instance
+per vertex), both in the layout of :mod:`lassm.evaluate.formats`. Scenes are predicted as validation
+does (:func:`lassm.inference.predict_arrays`), on the processed points
+(every mesh vertex for ScanNet). A rerun skips scenes whose files are already there, so an interrupted
+export resumes; ``--overwrite`` redoes them. ``python -m lassm.evaluate.export`` is the same command.
+
+Label ids: the model's train labels index the preset's instance classes
+(``cfg.data.instance_class_names``); each is written with the benchmark id of the class of that name
+(:func:`lassm.evaluate.formats.benchmark_classes`). Ground-truth semantic indices map to the dataset's
+ids (:func:`semantic_label_ids`), stuff and unlabelled points end up as 0 (void either way).
+
+:func:`evaluate_split` scores a split in memory for the notebooks: the overall ScanNet-protocol
+result of :class:`lassm.evaluate.ap.InstanceEvaluator` and each scene's own AP, AP50 and AP25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.dataset import SceneDataset
+from ..data.io import DataError
+from ..data.labels import CLASS_LABELS_20, CLASS_LABELS_200, VALID_CLASS_IDS_20, VALID_CLASS_IDS_200
+from ..inference import gt_instances, has_labels, load_model, predict_arrays
+from ..model import LaSSM, Prediction
+from .ap import InstanceEvaluator
+from .formats import benchmark_classes, write_gt, write_predictions
+
+# the benchmark class list of each data preset (synthetic rooms carry ScanNet20 labels)
+BENCHMARK_OF = {"synthetic": "scannet20", "scannet": "scannet20", "scannet200": "scannet200",
+                "scannetpp": "scannetpp", "mosd": "mosd"}
+
+# ------------------------------------------------------------------------------- label ids
+
+
+def benchmark_name(cfg: Config) -> str:
+    """The class list (`lassm.evaluate.formats.CLASS_LISTS`) of the config's dataset."""
+    if cfg.data.name not in BENCHMARK_OF:
+        raise ValueError(f"data.name: no benchmark class list for {cfg.data.name!r}; "
+                         f"expected one of {sorted(BENCHMARK_OF)}")
+    return BENCHMARK_OF[cfg.data.name]
+
+
+def semantic_label_ids(cfg: Config) -> np.ndarray:
+    """(C,) the benchmark label id of every semantic class index of ``cfg.data.class_names``.
+
+    ScanNet20 / ScanNet200 use their official ids (by class name); ScanNet++ and mOSD, which have
+    none, use index + 1 (as :mod:`lassm.evaluate.formats`).
+    """
+    name = benchmark_name(cfg)
+    names = cfg.data.class_names
+    if name in ("scannet20", "scannet200"):
+        table = dict(zip(CLASS_LABELS_20, VALID_CLASS_IDS_20, strict=True)) if name == "scannet20" else \
+            dict(zip(CLASS_LABELS_200, VALID_CLASS_IDS_200, strict=True))
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise ValueError(f"data.class_names: {missing[:3]} are not {name} classes")
+        return np.array([table[n] for n in names], dtype=np.int64)
+    return np.arange(1, len(names) + 1, dtype=np.int64)
+
+
+def instance_label_ids(cfg: Config) -> np.ndarray:
+    """(C_inst,) the benchmark label id of each train label (the model's predicted classes)."""
+    names, ids = benchmark_classes(benchmark_name(cfg))
+    table = dict(zip(names, ids, strict=True))
+    missing = [n for n in cfg.data.instance_class_names if n not in table]
+    if missing:
+        raise ValueError(f"data.class_names: instance classes {missing[:3]} are not in the "
+                         f"{benchmark_name(cfg)} benchmark")
+    return np.array([table[n] for n in cfg.data.instance_class_names], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------- scenes of a split
+
+
+def split_dataset(cfg: Config, split: str, root: str | None = None) -> SceneDataset:
+    """The processed scenes of ``split`` under ``root`` (default: the config's data root)."""
+    return SceneDataset(root or cfg.data.root, split, cfg.data.segment_key, cfg.data.instance_key)
+
+
+def scene_arrays(dataset: SceneDataset, index: int) -> dict[str, np.ndarray]:
+    """One processed scene as numpy arrays: coord, color, superpoint, segment, instance."""
+    return {k: v.numpy() for k, v in dataset[index].items() if torch.is_tensor(v)}
+
+
+def find_scene(dataset: SceneDataset, scene: str = "", default: int = 0) -> int:
+    """The index of the scene named ``scene`` in ``dataset`` (``default`` when empty); ValueError naming
+    the split and a few of its scenes when there is no such scene."""
+    names = [dataset.name(i) for i in range(len(dataset.scenes))]
+    if scene and scene not in names:
+        raise ValueError(f"scene: {scene!r} is not in {dataset.scenes[0].parent} ({len(names)} scenes, "
+                         f"e.g. {names[:3]})")
+    return names.index(scene) if scene else default
+
+
+def scene_count(dataset: SceneDataset, max_scenes: int = 0) -> int:
+    """How many scenes a run over ``dataset`` covers: all, or the first ``max_scenes`` when positive."""
+    return len(dataset.scenes) if max_scenes <= 0 else min(max_scenes, len(dataset.scenes))
+
+
+def predict_split(model: LaSSM, cfg: Config, dataset: SceneDataset, device: str | torch.device,
+                  max_scenes: int = 0) -> Iterator[tuple[int, str, dict, Prediction]]:
+    """(index, scene name, arrays, prediction) per scene, predicted as validation does."""
+    for i in range(scene_count(dataset, max_scenes)):
+        arrays = scene_arrays(dataset, i)
+        yield i, dataset.name(i), arrays, predict_arrays(model, cfg, arrays, device)
+
+
+# ------------------------------------------------------------------------------- export and scores
+
+
+def write_scene(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Config) -> None:
+    """The scene's prediction file and masks, and its GT file when the scene has labels."""
+    ids = instance_label_ids(cfg)
+    classes = pred.classes.cpu().numpy()
+    write_predictions(out / "predictions", name, pred.masks.cpu().numpy(), ids[classes],
+                      pred.scores.float().cpu().numpy())
+    if has_labels(arrays):
+        segment = arrays["segment"]
+        labels = np.where(segment >= 0, semantic_label_ids(cfg)[np.clip(segment, 0, None)], 0)  # (N,)
+        write_gt(out / "gt", name, labels, arrays["instance"], classes=benchmark_name(cfg))
+
+
+def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device: str | torch.device,
+                 root: str | None = None, max_scenes: int = 0, overwrite: bool = False) -> dict[str, list]:
+    """Write ``out/predictions`` (and ``out/gt``) of a split; returns {"written": names, "skipped": names}."""
+    out = Path(out)
+    dataset = split_dataset(cfg, split, root)
+    done: dict[str, list] = {"written": [], "skipped": []}
+    for i in range(scene_count(dataset, max_scenes)):
+        name = dataset.name(i)
+        if not overwrite and (out / "predictions" / f"{name}.txt").is_file():
+            done["skipped"].append(name)  # the scene file is written last: its masks are complete
+            continue
+        arrays = scene_arrays(dataset, i)
+        write_scene(out, name, arrays, predict_arrays(model, cfg, arrays, device), cfg)
+        done["written"].append(name)
+    return done
+
+
+def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.device,
+                   root: str | None = None, max_scenes: int = 0) -> dict:
+    """The split's ScanNet-protocol result ("overall", as ``lassm.evaluate.evaluate_predictions`` gives it)
+    and "per_scene" rows.
+
+    Each row: scene, AP, AP50, AP25 (NaN where the scene has no GT instance), gt (GT instances of
+    instance classes), predictions (the model's masks). Predictions are not kept, so a split of any size fits.
+    """
+    dataset = split_dataset(cfg, split, root)
+    instance_names = cfg.data.instance_class_names
+    evaluator = InstanceEvaluator(instance_names)
+    rows = []
+    for _, name, arrays, pred in predict_split(model, cfg, dataset, device, max_scenes):
+        if not has_labels(arrays):
+            raise DataError(f"{dataset.scenes[0].parent / name}: no labels ({cfg.data.segment_key}.npy); "
+                            f"a split without ground truth cannot be evaluated, export it instead")
+        label, instance = gt_instances(arrays, cfg)  # (N,) train labels, (N,) compact instance ids
+        evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
+        scene_only = InstanceEvaluator(instance_names)  # the same labels, this scene alone
+        scene_only.add(pred.masks, pred.scores, pred.classes, instance, label)
+        own = scene_only.compute()
+        rows.append({"scene": name, "AP": own["AP"], "AP50": own["AP50"], "AP25": own["AP25"],
+                     "gt": int(instance.max().item()) + 1 if len(instance) else 0,
+                     "predictions": int(len(pred.scores))})
+    return {"overall": evaluator.compute(), "per_scene": rows}
+
+
+# ------------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lassm.export CHECKPOINT --split SPLIT --out DIR`, or `python -m lassm.evaluate.export`."""
+    parser = argparse.ArgumentParser(prog="python -m lassm.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="model_best.pth / model_last.pth (a foreign .pth: with --preset)")
+    parser.add_argument("--split", default="val", help="processed split folder under the data root")
+    parser.add_argument("--out", required=True, help="folder for predictions/ and gt/")
+    parser.add_argument("--data-root", default=None, help="processed data root (default: the checkpoint's)")
+    parser.add_argument("--max-scenes", type=int, default=0, help="only the first N scenes (0 = all)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--preset", default=None, help="for a checkpoint without a stored config")
+    parser.add_argument("--variant", default=None, help="with --preset: -3 or -0")
+    parser.add_argument("--overwrite", action="store_true", help="redo scenes already exported")
+    args = parser.parse_args(argv)
+    try:
+        model, cfg = load_model(args.checkpoint, args.preset, args.variant, args.device)
+        device = next(model.parameters()).device
+        done = export_split(model, cfg, args.split, args.out, device, args.data_root, args.max_scenes,
+                            args.overwrite)
+    except (DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    print(f"{len(done['written'])} scenes written, {len(done['skipped'])} already there: "
+          f"{out / 'predictions'}")
+    if (out / "gt").is_dir():
+        print(f"score them: python -m lassm.evaluate --pred {out / 'predictions'} --gt {out / 'gt'} "
+              f"--classes {benchmark_name(cfg)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

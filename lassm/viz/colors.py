@@ -1,0 +1,38 @@
+"""Colours shared by every figure: a stable colour per integer label, fixed accents, a palette for series."""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUERY_COLOR = "rgb(220,40,40)"  # the selected / sampled queries of the decoder figures
+FAINT = "rgba(150,150,150,0.25)"  # background points under query overlays
+# Plotly's default qualitative colours, one per series (variant, seed, metric)
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+
+
+def label_colors(labels: np.ndarray, ignore_color=(190, 190, 190)) -> np.ndarray:
+    """A stable distinct RGB colour per integer label; -1 (unlabelled) is grey. (N, 3) uint8."""
+    labels = np.asarray(labels, dtype=np.int64)
+    # golden-ratio hue steps keep neighbouring ids apart; fixed saturation/value keep them readable
+    hue = (labels * 0.618033988749895) % 1.0
+    sat = 0.55 + 0.35 * ((labels * 7) % 3) / 2
+    val = np.full(hue.shape, 0.92)
+    i = np.floor(hue * 6).astype(int) % 6
+    f = hue * 6 - np.floor(hue * 6)
+    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
+    sectors = ((val, t, p), (q, val, p), (p, val, t), (p, q, val), (t, p, val), (val, p, q))
+    rgb = np.choose(i[:, None], [np.stack(c, 1) for c in sectors])
+    out = (rgb * 255).astype(np.uint8)
+    out[labels < 0] = ignore_color
+    return out
+
+
+def css_colors(rgb: np.ndarray) -> list[str]:
+    """(N, 3) uint8 colours as Plotly's ``rgb(r,g,b)`` strings."""
+    return [f"rgb({r},{g},{b})" for r, g, b in rgb]
+
+
+def series_color(i: int) -> str:
+    """The i-th series colour, cycling."""
+    return SERIES_COLORS[i % len(SERIES_COLORS)]

@@ -1,0 +1,298 @@
+"""Synthetic Kinect tabletop frames: geometry, camera model, mOSD format and processing.
+
+The checks use code paths other than the ones under test where they can: ray hits against
+point containment, placement (oriented boxes) against rays cast from below, the shadow width
+against the disparity formula f b (1/z_near - 1/z_far), the frame against mOSD's reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from lassm.data import depth_camera as cam
+from lassm.data import mosd
+from lassm.data import tabletop as tt
+from lassm.data import tabletop_shapes as shapes
+from lassm.data.io import DataError
+from lassm.data.preprocess import SceneJob
+from lassm.data.tabletop_shapes import Solid
+
+CAMERA = cam.Camera()  # Kinect v1 intrinsics, no jitter
+FLAT = cam.SensorConfig(noise=(0.0, 0.0), noise_white=(0.0, 0.0), disparity_step=(0.0, 0.0),
+                        baseline=(0.0, 0.0), grazing_cos=(0.0, 0.0), edge_drop=(0.0, 0.0),
+                        blobs=0.0, right_band=(0, 0), intrinsics_jitter=0.0)  # switch effects on one by one
+
+
+def inside_any(solids, points):
+    return np.any([shapes.contains(s, points) for s in solids], axis=0)
+
+
+def wall(depth: float) -> Solid:
+    """A 10 m wide plate facing the camera at ``depth`` (world = camera frame)."""
+    return Solid("box", (5.0, 5.0, 0.0), depth, depth + 0.1)
+
+
+def capture(solids, sensor, seed=0, baseline=0.0):
+    depth, index, normal = cam.render(solids, CAMERA, np.eye(4))
+    shadow = np.zeros(depth.shape, bool)
+    if baseline > 0:
+        shadow = cam.projector_shadow(depth, solids, CAMERA, np.eye(4), baseline, CAMERA.rays())
+    z = cam.measure(depth, normal, shadow, CAMERA, CAMERA.rays(), np.random.default_rng(seed), sensor)
+    return z, depth, index
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("family", sorted(shapes.FAMILIES))
+def test_ray_hits_agree_with_point_containment(family):
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        turn = shapes.rotation(rng.normal(size=3), rng.uniform(0, np.pi))
+        solids = [shapes.posed(s, turn, (0.1, -0.2, 0.3)) for s in shapes.make_object(family, rng)]
+        lo, hi = shapes.bounds(solids)
+        view = rng.normal(size=3)
+        origin = (lo + hi) / 2 + 1.5 * view / np.linalg.norm(view)  # outside: objects are < 0.5 m
+        aim = rng.uniform(lo, hi, (3000, 3))  # rays towards points in the bounding box
+        direction = (aim - origin) / np.linalg.norm(aim - origin, axis=1, keepdims=True)
+        t = np.full(len(aim), np.inf)
+        normal = np.zeros((len(aim), 3))
+        for s in solids:
+            ts, ns = shapes.intersect(s, origin, direction)
+            closer = ts < t
+            t[closer], normal[closer] = ts[closer], ns[closer]
+        hit = np.isfinite(t)
+        assert hit.mean() > 0.05
+        before = origin + (t[hit] - 2e-5)[:, None] * direction[hit]
+        after = origin + (t[hit] + 2e-5)[:, None] * direction[hit]
+        assert inside_any(solids, before).mean() < 0.01  # nothing in front of the first hit
+        assert inside_any(solids, after).mean() > 0.98  # and solid right behind it
+        assert np.mean(np.einsum("ij,ij->i", normal[hit], direction[hit]) < 0) > 0.98  # facing the ray
+        along = np.linspace(0, 3, 1500)  # a missed ray never passes through the object
+        misses = origin + along[None, :, None] * direction[~hit][:200, None]
+        assert inside_any(solids, misses.reshape(-1, 3)).mean() < 1e-3
+
+
+def test_support_matches_the_farthest_contained_point():
+    rng = np.random.default_rng(2)
+    for family in shapes.FAMILIES:
+        solids = shapes.make_object(family, rng)
+        lo, hi = shapes.bounds(solids)
+        points = rng.uniform(lo - 0.01, hi + 0.01, (200_000, 3))
+        inside = points[inside_any(solids, points)]
+        assert np.all(inside.min(0) >= lo - 1e-9) and np.all(inside.max(0) <= hi + 1e-9)
+        assert np.all(inside.min(0) - lo < 0.01) and np.all(hi - inside.max(0) < 0.01), family
+        assert abs(lo[2]) < 1e-9  # objects are built standing on z = 0
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def vertical_hits(solids, xy: np.ndarray, upward: bool) -> np.ndarray:
+    """z of the first surface met by vertical rays through the (N, 2) points (nan: no hit).
+
+    The rays start 1 km below (or above) and fan out to the points, so they are vertical to
+    within 4e-4 rad and share one origin, as :func:`shapes.intersect` wants.
+    """
+    far = -1000.0 if upward else 1000.0
+    origin = np.array([*xy.mean(0), far])
+    direction = np.column_stack([xy - origin[:2], np.full(len(xy), -far)])
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    t = np.min([shapes.intersect(s, origin, direction)[0] for s in solids], axis=0)
+    return np.where(np.isfinite(t), far + t * direction[:, 2], np.nan)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_objects_rest_on_the_support_or_on_the_object_below_and_do_not_overlap(seed):
+    cfg = tt.TabletopConfig(min_objects=8, max_objects=14, count_modes=(0, 0, 1), stack_prob=0.4,
+                            tilt_prob=0.3, lie_prob=0.4, fill=(0.4, 0.5))
+    scene = tt.sample_scene(np.random.default_rng(seed), cfg)
+    objects = scene.objects
+    assert len(objects) >= 6 and any(o.on is not None for o in objects)
+    rng = np.random.default_rng(0)
+    for k, obj in enumerate(objects):
+        lo, hi = shapes.bounds(obj.solids)
+        grid = np.stack(np.meshgrid(np.arange(lo[0], hi[0], 0.002), np.arange(lo[1], hi[1], 0.002)), -1)
+        lowest = np.nanmin(vertical_hits(obj.solids, grid.reshape(-1, 2), upward=True))
+        if obj.on is None:
+            assert abs(lowest) < 0.005, (k, obj.family, lowest)
+        else:
+            support = objects[obj.on].solids
+            top = np.nanmax(vertical_hits(support, grid.reshape(-1, 2), upward=False))
+            assert abs(lowest - top) < 0.005, (k, obj.family, lowest, top)
+            centre = ((lo + hi) / 2)[None, :2]
+            assert np.isfinite(vertical_hits(support, centre, upward=False)).all(), "centre not supported"
+        for other in objects[k + 1:]:
+            olo, ohi = shapes.bounds(other.solids)
+            a, b = np.maximum(lo, olo), np.minimum(hi, ohi)
+            if np.any(a >= b):
+                continue
+            points = rng.uniform(a, b, (4000, 3))
+            deep = inside_any(obj.solids, points) & inside_any(other.solids, points)
+            for offset in np.concatenate([np.eye(3), -np.eye(3)]) * 0.005:
+                deep &= inside_any(obj.solids, points + offset) & inside_any(other.solids, points + offset)
+            assert not deep.any(), (obj.family, other.family)
+
+
+# ----------------------------------------------------------------------------- camera model
+
+
+def test_plane_straight_ahead_is_exact_without_noise_and_within_three_sigma_with_it():
+    z, _, _ = capture([wall(1.2)], cam.ideal_sensor())
+    assert np.isfinite(z).all() and np.abs(z - 1.2).max() < 1e-4
+
+    sensor = replace(FLAT, noise=(1.5e-3, 1.5e-3), noise_white=(5e-4, 5e-4),
+                     disparity_step=(2.85e-3, 2.85e-3))
+    z, _, _ = capture([wall(1.2)], sensor, seed=3)
+    sigma = np.hypot(1.5e-3, 5e-4) * 1.2**2  # the model's per-pixel depth noise at 1.2 m
+    step = 2.85e-3 * 1.2**2  # depth quantum at 1.2 m: ~4 mm
+    error = z - 1.2
+    assert np.mean(np.abs(error) <= 3 * sigma + step / 2) > 0.99
+    assert 0.6 * sigma < error.std() < 1.5 * np.hypot(sigma, step / np.sqrt(12))
+    disparity = 1 / z / 2.85e-3  # quantised: whole multiples of the step
+    assert np.abs(disparity - np.rint(disparity)).max() < 1e-6
+    assert len(np.unique(z)) < 20
+
+
+def test_projector_shadow_lies_left_of_an_object_and_is_as_wide_as_the_disparity_jump():
+    box = Solid("box", (0.05, 0.05, 0.0), 0.7, 0.8)  # in front of a wall at 1 m
+    z, depth, index = capture([wall(1.0), box], FLAT, baseline=0.075)
+    row = 240
+    cols = np.flatnonzero(index[row] == 1)
+    left, right = cols[0], cols[-1]
+    assert np.isfinite(z[row, cols]).all() and np.isfinite(z[row, right + 1:]).all()
+    run = left - np.flatnonzero(np.isfinite(z[row, :left]))[-1] - 1  # NaN run left of the box
+    expected = CAMERA.fx * 0.075 * (1 / 0.7 - 1 / 1.0)  # disparity difference: ~16.9 px
+    assert abs(run - expected) <= 2
+    assert np.isnan(z).sum() == pytest.approx(expected * (index == 1).any(1).sum(), rel=0.2)
+
+
+def test_grazing_surfaces_and_depth_edges_return_nothing():
+    tilted = shapes.posed(wall(0.0), shapes.rotation((0, 1, 0), np.radians(80)), (0, 0, 1.0))
+    centre = (slice(200, 280), slice(300, 340))  # |cos(ray, normal)| ~ 0.17 here
+    z, _, _ = capture([tilted], replace(FLAT, grazing_cos=(0.25, 0.25)))
+    assert np.isnan(z[centre]).all()
+    z, _, _ = capture([tilted], replace(FLAT, grazing_cos=(0.1, 0.1)))
+    assert np.isfinite(z[centre]).all()
+
+    box = Solid("box", (0.05, 0.05, 0.0), 0.7, 0.8)
+    sensor = replace(FLAT, edge_drop=(1.0, 1.0), edge_width=(1, 1))
+    z, _, index = capture([wall(1.0), box], sensor)
+    border = np.zeros(index.shape, bool)  # pixels with a 4-neighbour on the other surface
+    rows, cols = np.diff(index, axis=0) != 0, np.diff(index, axis=1) != 0
+    border[:-1] |= rows
+    border[1:] |= rows
+    border[:, :-1] |= cols
+    border[:, 1:] |= cols
+    assert border.sum() > 100 and np.array_equal(np.isnan(z), border)
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+@pytest.fixture(scope="module")
+def frame_pair():
+    """One scene seen by the realistic sensor and by a perfect one (same camera)."""
+    real = tt.TabletopConfig(min_objects=4, max_objects=8, sensor=cam.SensorConfig(intrinsics_jitter=0.0))
+    ideal = tt.TabletopConfig(min_objects=4, max_objects=8, sensor=cam.ideal_sensor())
+    return tt.generate_frame(11, real), tt.generate_frame(11, ideal)
+
+
+def test_same_seed_same_frame_and_other_seed_other_frame():
+    a, b, c = tt.generate_frame(5), tt.generate_frame(5), tt.generate_frame(6)
+    for key in ("coord", "color", "label"):
+        assert np.array_equal(a[key], b[key], equal_nan=True)
+    assert [o["label"] for o in a["objects"]] == [o["label"] for o in b["objects"]]
+    assert not np.array_equal(a["coord"], c["coord"], equal_nan=True)
+    assert not np.array_equal(a["label"], c["label"])
+
+
+def test_written_frame_reads_back_in_the_mosd_format(tmp_path, frame_pair):
+    frame = frame_pair[0]
+    path = tt.write_pcd(tmp_path / "f.pcd", frame)
+    header = path.read_bytes()[:400].decode("ascii", "replace")
+    for line in ("VERSION 0.7", "FIELDS label x y z rgba", "SIZE 4 4 4 4 4", "TYPE U F F F U",
+                 "WIDTH 640", "HEIGHT 480", "DATA binary_compressed"):
+        assert line in header
+    scan = mosd.read_pcd(path)
+    assert scan["coord"].shape == (480, 640, 3) and scan["label"].shape == (480, 640)
+    assert np.array_equal(scan["coord"], frame["coord"], equal_nan=True)
+    assert np.array_equal(scan["color"], frame["color"]) and np.array_equal(scan["label"], frame["label"])
+    label, valid = scan["label"], mosd.valid_pixels(scan["coord"])
+    assert np.all(label[~valid] == 0) and np.all(label[valid] > 0)  # label 0 <=> no depth, as in mOSD
+    assert set(np.unique(label[valid]).tolist()) <= {1} | set(range(20, 2000))
+    decades = sorted(set((label[label >= 20] // 10 * 10).tolist()))
+    visible = sorted(o["label"] for o in frame["objects"] if o["label"])
+    assert decades == visible and len(visible) >= 3
+    assert all((label == d).any() for d in decades)  # every object has its base label
+    assert 0.1 < 1 - valid.mean() < 0.8 and (label == 1).sum() > 30_000
+    camera = frame["camera"]  # points are the depth reprojected through the intrinsics
+    v, u = np.nonzero(valid)
+    x, y, z = scan["coord"][v, u].T
+    assert np.allclose(x / z, (u - camera["cx"]) / camera["fx"], atol=1e-5)
+    assert np.allclose(y / z, (v - camera["cy"]) / camera["fy"], atol=1e-5)
+    assert 0.3 < z.min() and z.max() < 3.5
+
+
+def test_sensor_drops_pixels_at_depth_edges_of_the_ideal_frame(frame_pair):
+    real, ideal = frame_pair
+    real_valid, ideal_valid = mosd.valid_pixels(real["coord"]), mosd.valid_pixels(ideal["coord"])
+    assert not np.any(real_valid & ~ideal_valid)  # the sensor only removes points
+    dropped = ideal_valid & ~real_valid
+    assert dropped[:, :560].sum() > 2000  # beyond the right-hand band
+    z = np.where(ideal_valid, ideal["coord"][..., 2], 10.0)
+    jump = np.zeros(z.shape, bool)
+    for axis in (0, 1):
+        d = np.abs(np.diff(z, axis=axis)) > 0.02
+        jump |= np.pad(d, [(1, 0), (0, 0)] if axis == 0 else [(0, 0), (1, 0)])
+        jump |= np.pad(d, [(0, 1), (0, 0)] if axis == 0 else [(0, 0), (0, 1)])
+    near_edge = np.zeros(z.shape, bool)
+    near_edge[2:-2, 2:-2] = jump[2:-2, 2:-2]
+    for dv in (-2, -1, 1, 2):
+        near_edge |= np.roll(jump, dv, 0) | np.roll(jump, dv, 1)
+    inside = np.s_[:, :560]
+    # dropouts crowd at depth edges (shadows, edge bands) far more than valid pixels do
+    assert dropped[inside][near_edge[inside]].mean() > 5 * dropped[inside][~near_edge[inside]].mean()
+
+
+def test_mosd_processing_finds_the_visible_objects_and_the_table(tmp_path, frame_pair):
+    frame = frame_pair[0]
+    path = tt.write_pcd(tmp_path / "tt00000.pcd", frame)
+    out = mosd.process(SceneJob("tt00000", "train", path, {"instance_view": "object"}))
+    visible = [o for o in frame["objects"] if o["label"]]
+    counts = np.bincount(out["instance"][out["instance"] >= 0])
+    assert len(counts) == len(visible)
+    expected = sorted(o["pixels"] for o in visible)
+    assert np.allclose(sorted(counts), expected, rtol=0.05, atol=30)  # isolated pixels are dropped
+    pose = frame["camera"]["camera_from_table"]
+    up = out["table_from_camera"][2, :3].astype(float)  # the fitted table normal, camera frame
+    assert np.degrees(np.arccos(min(1.0, up @ pose[:3, 2]))) < 1.0
+
+
+def test_write_scenes_resumes_regenerates_and_lists_jobs(tmp_path):
+    cfg = tt.TabletopConfig(max_objects=3)
+    paths = tt.write_scenes(tmp_path, 2, seed=4, split="val", cfg=cfg)
+    assert [p.name for p in paths] == ["tt00000.pcd", "tt00001.pcd"]
+    stamp = paths[1].stat().st_mtime_ns
+    assert tt.write_scenes(tmp_path, 2, seed=4, split="val", cfg=cfg) == paths
+    assert paths[1].stat().st_mtime_ns == stamp  # kept, not rewritten
+    again = tt.generate_frame(tt.frame_seed(4, 1, "val"), cfg)
+    assert np.array_equal(mosd.read_pcd(paths[1])["coord"], again["coord"], equal_nan=True)
+    assert tt.frame_seed(4, 1, "val") != tt.frame_seed(4, 1, "train")
+    jobs = tt.find_jobs(tmp_path, instance_view="part")
+    assert [(j.name, j.split, j.options) for j in jobs] == \
+        [(f"tt0000{i}", "val", {"instance_view": "part"}) for i in range(2)]
+    with pytest.raises(DataError, match="count"):
+        tt.write_scenes(tmp_path, -1)
+    with pytest.raises(DataError, match="no <split>"):
+        tt.find_jobs(tmp_path / "val")
+
+
+def test_clutter_preset_is_dense():
+    cfg = tt.clutter_config()
+    assert cfg.families != tt.TabletopConfig().families
+    scene = tt.sample_scene(np.random.default_rng(0), cfg)
+    assert len(scene.objects) >= 10
