@@ -55,7 +55,8 @@ def both_paths(tmp_path_factory):
         for weight in model.parameters():
             if weight.dim() >= 2:
                 weight.mul_(3.0)
-    checkpoint = save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict()}, root / "model_best.pth")
+    checkpoint = save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict()},
+                                 root / "model_best.pth")
     model, loaded = inference.load_model(checkpoint, device="cpu")
     export_split(model, loaded, "val", root / "bench", "cpu")
     assert predict.main([str(checkpoint), str(raw), "--out", str(root / "pred"), "--device", "cpu"]) == 0

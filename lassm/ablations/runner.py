@@ -2,8 +2,8 @@
 
 Each run's :class:`~lassm.config.Config` is :func:`lassm.config.run_config`, the function that
 ``03_train.ipynb`` resolves its parameters with (decoder variant "-3", resume on, and in smoke mode
-:func:`lassm.config.tiny` with the smoke training settings), with the variant's overrides set last. No notebook is
-executed per run any more: a run's console output goes to ``train.log`` in its folder.
+:func:`lassm.config.tiny` with the smoke training settings), with the variant's overrides set last.
+No notebook is executed per run any more: a run's console output goes to ``train.log`` in its folder.
 """
 
 from __future__ import annotations

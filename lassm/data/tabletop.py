@@ -321,7 +321,8 @@ def generate_frame(seed: int, cfg: TabletopConfig | None = None) -> dict:
     valid = keep & np.isfinite(z)
     pixels = np.bincount(owner[valid & (owner >= 0)], minlength=len(scene.objects))
     visible = pixels >= cfg.min_pixels
-    valid &= (owner < 0) | visible[np.maximum(owner, 0)]
+    # objects with too few pixels are dropped (no scene objects at all: nothing to look up)
+    valid &= np.append(visible, True)[np.where(owner >= 0, owner, len(visible))]
     decade = np.where(visible, 10 * (np.cumsum(visible) + 1), 0)  # visible object k -> 20, 30, ...
     label = np.zeros(depth.shape, np.uint32)
     label[valid & (owner == -1)] = 1

@@ -73,9 +73,8 @@ class _Graph:
 
 
 def _padded(p):
-    """``p`` as the graph's static inputs want it: masks always present, S padded to the bucket."""
-    from .decoder import Prepared
-
+    """``p`` (a decoder ``Prepared``) as the graph's static inputs want it: masks always present, S padded
+    to the bucket."""
     num_scenes, num_query, _ = p.query.shape
     num_sp = p.inst_feats.shape[1]
     padded_sp = BUCKET * math.ceil(num_sp / BUCKET)
@@ -90,8 +89,8 @@ def _padded(p):
         out[:, :num_sp] = t
         return out
 
-    return Prepared(p.query, p.pos, pad(p.inst_feats), pad(p.mask_feats), pad(p.coords), p.lo, p.hi,
-                    valid, sp_valid, p.counts, p.sizes, p.reference_range)
+    return p._replace(inst_feats=pad(p.inst_feats), mask_feats=pad(p.mask_feats), coords=pad(p.coords),
+                      valid=valid, sp_valid=sp_valid)
 
 
 def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | None:

@@ -296,3 +296,11 @@ def test_clutter_preset_is_dense():
     assert cfg.families != tt.TabletopConfig().families
     scene = tt.sample_scene(np.random.default_rng(0), cfg)
     assert len(scene.objects) >= 10
+
+
+def test_a_frame_whose_objects_all_failed_placement_is_still_written():
+    """Regression: frame 1469 of the seed-0 training split places no object (every candidate collided);
+    it must come out as a support-only frame, not an IndexError that stops the whole dataset."""
+    frame = tt.generate_frame(tt.frame_seed(0, 1469, "train"))
+    assert set(np.unique(frame["label"]).tolist()) <= {0, 1}
+    assert (frame["label"] == 1).sum() > 1000

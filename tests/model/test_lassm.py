@@ -150,7 +150,7 @@ def test_checkpoint_helper_strips_prefixes_and_reports(tmp_path):
     other.num_classes = 5
     with pytest.raises(ValueError, match="shapes differ"):
         load_lassm_checkpoint(LaSSM(other), tmp_path / "model_last.pth")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(ValueError, match="missing.pth"):
         load_lassm_checkpoint(target, tmp_path / "missing.pth")
 
 
