@@ -8,10 +8,10 @@ import torch
 
 import lassm.model.decoder as decoder_module
 from lassm import config
+from lassm.inference import prepare_input
 from lassm.model.decoder import normalised_centres
 from lassm.model.lassm import LaSSM
 from lassm.model.trace import CROSS_ATTENTION, INIT, LOCAL_AGGREGATION, layer_neighbours, trace_scene
-from lassm.inference import prepare_input
 
 
 @pytest.fixture(autouse=True, scope="module")
