@@ -23,10 +23,16 @@ class ScanConfig:
     k_thresh: float = 0.01  # Segmentator threshold of the superpoints (mesh, pixel-grid mesh or kNN graph)
     seg_min_verts: int = 20  # smallest superpoint, in vertices / points
     knn: int = 8  # neighbours of each point in the kNN-graph superpoints of clouds without a mesh
+    # support_plane: the plane's normal must lie within this many degrees of the camera's up (-y); 60 covers
+    # a camera held level and looking down at a table (mOSD: 34-44); raise it for views from straight above
+    max_tilt_degrees: float = 60.0
 
     def __post_init__(self):
         if self.frame not in ("dataset", "support_plane"):
             raise ValueError(f"data.scan.frame: expected 'dataset' or 'support_plane', got {self.frame!r}")
+        if not 0 < self.max_tilt_degrees <= 90:
+            raise ValueError(f"data.scan.max_tilt_degrees: expected degrees in (0, 90], "
+                             f"got {self.max_tilt_degrees}")
 
 
 @dataclass

@@ -364,7 +364,7 @@ def process_single_view(
     transform = np.eye(4)
     inlier_fraction = tilt = np.nan
     if support:
-        plane = fit_support_plane(camera, name=name, seed=seed)
+        plane = fit_support_plane(camera, name=name, seed=seed, max_tilt_degrees=scan.max_tilt_degrees)
         transform, inlier_fraction, tilt = plane.table_from_camera, plane.inlier_fraction, plane.tilt_degrees
     points = (camera @ transform[:3, :3].T + transform[:3, 3]).astype(np.float32)  # (K, 3)
     if grid_shape is not None:  # vertex_normals' 1e-8 guards shorten these tiny faces' normals

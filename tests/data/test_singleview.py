@@ -333,3 +333,24 @@ def test_process_single_view_bad_input(view):
         sv.process_single_view(empty, color[:20], grid_shape=(4, 5), scan=SUPPORT, name="v.pcd")
     with pytest.raises(DataError, match="instance_view"):
         sv.process_single_view(coord, color, scan=SUPPORT, name="v.pcd", instance_view="both")
+
+
+@pytest.mark.skipif(not (MOSD_ROOT / "learn" / "learn3.pcd").is_file(), reason="mOSD learn scans not present")
+def test_a_view_from_higher_up_needs_a_wider_tilt_limit():
+    """ScanConfig.max_tilt_degrees reaches process_single_view: a learn scan turned about the camera's
+    x axis so its table is ~70 degrees from the camera's up fails at the default 60 and is found at 85."""
+    points, label = learn_points(3)
+    angle = np.radians(28.0)
+    turn = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    steep = points @ turn.T
+    normal, _ = plane_of(steep[(label >= 1) & (label <= 9)])
+    tilt = np.degrees(np.arccos(-normal[1]))
+    assert 62 < tilt < 80  # the turn made the view steeper than the default limit
+    color = np.full((len(steep), 3), 128, np.uint8)
+    with pytest.raises(DataError, match="within 60 degrees"):
+        sv.process_single_view(steep, color, scan=ScanConfig(frame="support_plane"), name="steep.pcd")
+    out = sv.process_single_view(steep, color, label=label, name="steep.pcd",
+                                 scan=ScanConfig(frame="support_plane", max_tilt_degrees=85))
+    assert float(out["plane_tilt_degrees"]) == pytest.approx(tilt, abs=1.0)
+    table_z = out["coord"][out["segment"] == 0][:, 2]
+    assert np.percentile(np.abs(table_z), 95) < 0.015
