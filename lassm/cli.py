@@ -7,13 +7,16 @@
 ``run_command`` calls the command and turns the package's own errors (``DataError`` for bad files,
 ``ValueError`` for bad parameters and configs, ``FileNotFoundError`` / ``FileExistsError`` /
 ``NotADirectoryError`` / ``IsADirectoryError`` for paths) into ``error: <message>`` on stderr and
-``BAD_INPUT``; anything else is a bug and keeps its traceback.
+``BAD_INPUT``; anything else is a bug and keeps its traceback. ``check_output_file`` and
+``check_output_dir`` let a command refuse an output path it cannot write before it does the work.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 BAD_INPUT = 2  # exit status for input the user can fix (argparse uses 2 for bad flags too)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
@@ -27,3 +30,28 @@ def run_command(command: Callable[[], int | None]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return BAD_INPUT
     return 0 if status is None else int(status)
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Fail before the work, not after it, when ``path`` cannot become a file: it is a folder, a part of it
+    is a file, or the first of its folders that exists is not writable (missing ones are created later)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag}: {path} is a folder; expected a file name, "
+                                f"e.g. {path / 'results.json'}")
+    _check_writable_folder(path.parent, path, flag)
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> None:
+    """Like :func:`check_output_file` for a folder the command will create or fill."""
+    path = Path(path)
+    _check_writable_folder(path, path, flag)
+
+
+def _check_writable_folder(folder: Path, target: Path, flag: str) -> None:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{flag}: cannot write {target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: cannot write {target}: no write permission in {folder}")

@@ -54,15 +54,16 @@ def checkpoint_config(blob) -> Config | None:
 
 
 def load_model(checkpoint: str | Path, preset: str | None = None, variant: str | None = None,
-               device: str | torch.device | None = None) -> tuple[LaSSM, Config]:
+               device: str | torch.device | None = None, trusted: bool = False) -> tuple[LaSSM, Config]:
     """The model of a checkpoint, in eval mode on ``device`` (None: CUDA when available), and its config.
 
     Our checkpoints (``model_best.pth``, ``model_last.pth``) carry their config and load strictly.
     A foreign one (the authors' ``.pth``) needs ``preset`` (and ``variant``, default "-3") to build
-    the model; every model parameter must then be in the file. The file is read as data only.
+    the model; every model parameter must then be in the file. The file is read as data only, unless
+    ``trusted`` opts in to unpickling a legacy file from a source you trust (``--trust-checkpoint``).
     """
     path = Path(checkpoint)
-    blob = read_checkpoint(path)
+    blob = read_checkpoint(path, trusted=trusted)
     if preset is not None:
         cfg = make_preset(preset, variant=variant or "-3")
     elif isinstance(blob, dict) and isinstance(blob.get("config"), dict):
@@ -141,23 +142,24 @@ def gt_instances(arrays, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def open_model(checkpoint: str | Path, preset: str = "synthetic", variant: str = "-3",
-               device: str | torch.device | None = None) -> tuple[LaSSM, Config, dict]:
+               device: str | torch.device | None = None, trusted: bool = False) -> tuple[LaSSM, Config, dict]:
     """A checkpoint's model and config as the notebooks open it, and what the file says about itself.
 
     Our checkpoints carry their config (``preset``/``variant`` are then ignored); a foreign one is built
     from ``preset`` and ``variant``. ``info``: ``foreign``, ``epoch`` and ``step`` it was saved at and its
     validation ``metrics`` (None where the file does not say), and ``summary``, one line for a person.
+    ``trusted``: as for :func:`load_model`.
     """
     path = Path(checkpoint)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint file not found; train one with notebooks/03_train.ipynb "
                         f"(or python -m lassm.train) or pass -p checkpoint PATH")
-    blob = read_checkpoint(path)
+    blob = read_checkpoint(path, trusted=trusted)
     foreign = checkpoint_config(blob) is None
     state = blob.get("state") if isinstance(blob, dict) else None
     metrics = blob.get("metrics") if isinstance(blob, dict) else None
     del blob
-    model, cfg = load_model(path, preset if foreign else None, variant if foreign else None, device)
+    model, cfg = load_model(path, preset if foreign else None, variant if foreign else None, device, trusted)
     info = {"foreign": foreign, "epoch": (state or {}).get("epoch"), "step": (state or {}).get("step"),
             "metrics": metrics}
     saved = (f"saved after epoch {info['epoch']} (step {info['step']})" if info["epoch"] is not None

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
+from .cli import check_output_dir, run_command
 from .config import Config
 from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
@@ -184,15 +185,18 @@ def describe(path: Path, scan: dict, pred: Prediction) -> str:
 
 
 def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, viewpoint=None, top: int = 10,
-        frame: str | None = None, html: bool = True, overwrite: bool = False) -> list[dict]:
+        frame: str | None = None, html: bool = True, overwrite: bool = False,
+        trusted: bool = False) -> list[dict]:
     """The whole command over one or more scans (files, folders, globs): one model load, a progress bar,
     a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
-    per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error."""
+    per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error.
+    ``trusted``: allow unpickling a legacy checkpoint (:func:`lassm.inference.load_model`)."""
     from tqdm.auto import tqdm
 
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
+    check_outputs(out_dir, paths)
     started = time.perf_counter()
-    model, cfg = load_model(checkpoint, preset, variant, device)
+    model, cfg = load_model(checkpoint, preset, variant, device, trusted=trusted)
     device = next(model.parameters()).device
     used = frame or cfg.data.scan.frame
     print(f"{checkpoint}: {cfg.release or cfg.data.name} model on {device}, loaded in "
@@ -223,6 +227,16 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     if len(paths) > 1:
         print(summary_table(rows))
     return rows
+
+
+def check_outputs(out_dir: str | Path, paths: list[Path]) -> None:
+    """Before the model loads: ``out_dir`` can be a folder (it, or its first existing parent, is a
+    writable folder) and no scan's output path is a folder."""
+    check_output_dir(out_dir, "--out")
+    for path in paths:
+        for written in output_paths(out_dir, path.stem).values():
+            if written.is_dir():
+                raise IsADirectoryError(f"--out: {written} is a folder; the output file of {path} goes there")
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -257,13 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="instances listed in a one-scan summary")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML views")
     parser.add_argument("--overwrite", action="store_true", help="redo scans whose outputs exist")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow unpickling a legacy checkpoint; only for files from a source you trust")
     args = parser.parse_args(argv)
-    try:
-        rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
-                   args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite)
-    except ValueError as err:  # DataError and bad parameters: the message names the file or parameter
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> int:
+    """Exit status 1 when some scans failed (each reported, the others written); bad input raises (2)."""
+    if args.top < 0:
+        raise ValueError(f"--top: expected 0 or more instances, got {args.top}")
+    rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
+               args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite, args.trust_checkpoint)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

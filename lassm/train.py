@@ -13,8 +13,10 @@ across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_end
 A run writes into ``<output_root>/<experiment>/``: ``config.json`` (the resolved config),
 ``metrics.jsonl`` (one JSON line per log step and per validation), TensorBoard scalars under
 ``tb/``, and the checkpoints ``model_last.pth`` (every epoch) and ``model_best.pth`` (best
-validation AP50), each written atomically. A rerun with ``train.resume`` continues from
-``model_last.pth``: model, optimiser, loss scaler, epoch and step. All randomness of a step
+validation AP50), each written atomically; the ``model_last.pth`` a new one replaces is kept as
+``model_prev.pth``. A rerun with ``train.resume`` continues from ``model_last.pth`` (from
+``model_prev.pth`` when the last one cannot be read): model, optimiser, loss scaler, epoch and step.
+``train.lock`` marks a folder in use: a second run into it refuses to start. All randomness of a step
 (data order, augmentation) is a function of the seed, the epoch and the step, so a resumed run
 repeats what an uninterrupted one would have done: bit for bit on a CPU with one thread (with
 more threads, and on GPUs, kernels may split reductions differently between processes, so the
@@ -35,6 +37,7 @@ from pathlib import Path
 import torch
 
 from . import augment
+from .cli import run_command
 from .config import Config, apply_overrides, preset
 from .data.batch import pack_scenes
 from .data.dataset import SceneDataset, keep_as_list
@@ -42,8 +45,9 @@ from .data.io import atomic_path
 from .evaluate import evaluate_predictions
 from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
-from .model.checkpoint import read_checkpoint, save_checkpoint
+from .model.checkpoint import RunLock, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
+from .runlog import Logger, last_validation
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -146,8 +150,11 @@ def train_step(ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: t
     device_type = batch["feat"].device.type
     autocast = (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
-    with autocast:
-        losses = ddp(batch).losses
+    try:
+        with autocast:
+            losses = ddp(batch).losses
+    except FloatingPointError as err:  # NaN/inf met inside the forward (e.g. query positions, serialize)
+        raise NonFiniteLoss(str(err)) from err
     loss = losses["loss"]
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"loss is {loss.item()}")
@@ -163,38 +170,6 @@ def train_step(ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: t
         scaler.step(optimizer)
         scaler.update()
     return {k: v.detach() for k, v in losses.items()}
-
-
-class Logger:
-    """metrics.jsonl lines, TensorBoard scalars and short console lines (rank 0 only)."""
-
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tb"))
-            except ImportError:  # TensorBoard is optional at run time
-                self.tb = None
-
-    def log(self, kind: str, step: int, values: dict) -> None:
-        if not self.enabled:
-            return
-        record = {"kind": kind, "step": step, **{k: round(float(v), 6) for k, v in values.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{kind}/{k}", float(v), step)
-        shown = " ".join(f"{k} {float(v):.4g}" for k, v in values.items())
-        print(f"[{kind} step {step}] {shown}", flush=True)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 # ------------------------------------------------------------------------------- data
@@ -249,12 +224,18 @@ def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.dev
 # ------------------------------------------------------------------------------- the run
 
 
-def run(cfg: Config) -> dict:
-    """Train ``cfg`` to the end (or to ``train.max_steps``); returns the last validation metrics."""
+def run(cfg: Config, trusted: bool = False) -> dict:
+    """Train ``cfg`` to the end (or to ``train.max_steps``); returns the last validation metrics.
+    trusted: unpickle ``train.init_weights`` fully (a legacy file you trust), not as data only."""
     tc = cfg.train
     rank, world, local_rank = _distributed(tc.dist_backend)
-    device = _device(tc.device, local_rank)
     run_dir = Path(tc.output_root) / tc.experiment
+    with RunLock(run_dir, enabled=rank == 0):  # under DDP rank 0 holds it for all
+        return _run(cfg, rank, world, _device(tc.device, local_rank), run_dir, trusted)
+
+
+def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path, trusted: bool) -> dict:
+    tc = cfg.train
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "config.json", cfg.to_dict())
@@ -269,19 +250,12 @@ def run(cfg: Config) -> dict:
     autocast_dtype = amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
 
-    state = {"epoch": 0, "step": 0, "best_ap50": -1.0}
-    last = run_dir / "model_last.pth"
-    if tc.resume and last.is_file():
-        ckpt = read_checkpoint(last, map_location=device)
-        if ckpt.get("config", {}).get("model") != cfg.to_dict()["model"]:
-            raise ValueError(f"{last}: was written by a different model config; use another "
-                             f"train.experiment or set train.resume=False")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = ckpt["state"]
-    elif tc.init_weights:
-        report = load_lassm_checkpoint(model, tc.init_weights, skip_keys=tuple(tc.skip_keys))
+    last, prev = run_dir / "model_last.pth", run_dir / "model_prev.pth"  # written each epoch, kept one back
+    resumed = tc.resume and restore([last, prev], model, optimizer, scaler, cfg.to_dict()["model"], device,
+                                    tidy=rank == 0)
+    state = resumed or {"epoch": 0, "step": 0, "best_ap50": -1.0}
+    if not resumed and tc.init_weights:
+        report = load_lassm_checkpoint(model, tc.init_weights, skip_keys=tuple(tc.skip_keys), trusted=trusted)
         if rank == 0:
             print(f"initialised from {tc.init_weights}: {len(report.missing)} missing, "
                   f"{len(report.unexpected)} unexpected, {len(report.skipped)} skipped keys", flush=True)
@@ -317,7 +291,7 @@ def run(cfg: Config) -> dict:
                 losses = train_step(ddp, optimizer, scaler, batch, lr, autocast_dtype, tc)
             except NonFiniteLoss as err:
                 raise NonFiniteLoss(f"{err} at step {step} (epoch {epoch + 1}); the last good "
-                                    f"checkpoint is {last}") from None
+                                    f"checkpoint is {last if last.is_file() else 'none yet'}") from None
             state["step"] = step + 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
@@ -337,23 +311,23 @@ def run(cfg: Config) -> dict:
                                               "AP25": metrics["AP25"], "epoch": state["epoch"],
                                               "seconds_per_scene": metrics["seconds_per_scene"]})
             if metrics["AP50"] > state["best_ap50"]:
-                state["best_ap50"] = metrics["AP50"]
+                state["best_ap50"] = float(metrics["AP50"])  # plain, like all we save
                 save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
-                                 "metrics": metrics}, run_dir / "model_best.pth")
+                                 "metrics": plain(metrics)}, run_dir / "model_best.pth")
         if rank == 0:
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "state": dict(state),
-                             "config": cfg.to_dict()}, last)
+                             "config": cfg.to_dict()}, last, previous=prev)
         if world > 1:
             torch.distributed.barrier()
     logger.close()
     return metrics
 
 
-def launch(cfg: Config, gpus: int = 1, log=print) -> dict:
+def launch(cfg: Config, gpus: int = 1, log=print, trusted: bool = False) -> dict:
     """Train ``cfg`` on ``gpus`` GPUs of this machine: in this process for one, else one process per GPU
     under ``torchrun`` (DistributedDataParallel). Returns the run's last validation record, or the
-    metrics of the in-process run.
+    metrics of the in-process run. ``trusted``: as for :func:`run`.
 
     The multi-GPU run reads the config from ``<run>/launch_config.json`` (written atomically) and its
     output is passed line by line to ``log``; a failing run raises RuntimeError with its exit code.
@@ -361,7 +335,7 @@ def launch(cfg: Config, gpus: int = 1, log=print) -> dict:
     if not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus: expected a positive integer, got {gpus!r}")
     if gpus == 1:
-        return run(cfg)
+        return run(cfg, trusted)
     import subprocess
 
     run_dir = Path(cfg.train.output_root) / cfg.train.experiment
@@ -369,7 +343,7 @@ def launch(cfg: Config, gpus: int = 1, log=print) -> dict:
     config_file = run_dir / "launch_config.json"
     _write_json(config_file, cfg.to_dict())
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "lassm.train", "--config", str(config_file)]
+               "-m", "lassm.train", "--config", str(config_file)] + ["--trust-checkpoint"] * trusted
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             log(line.rstrip("\n"))
@@ -377,22 +351,6 @@ def launch(cfg: Config, gpus: int = 1, log=print) -> dict:
         raise RuntimeError(f"torchrun with {gpus} processes exited with {proc.returncode}; "
                            f"see the output above")
     return last_validation(run_dir)
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The records of a run's metrics.jsonl (empty when the run has not logged yet)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def last_validation(run_dir: str | os.PathLike) -> dict:
-    """The run's last validation record (AP, AP50, AP25, epoch, step); ValueError if it has none."""
-    val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
-    if not val:
-        raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
-    return val[-1]
 
 
 # ------------------------------------------------------------------------------- command line
@@ -408,22 +366,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", metavar="RUN_DIR", help="print a run's last validation AP and exit")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides, e.g. train.epochs=10 model.decoder.t_layer=0")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle train.init_weights fully (weights_only=False): only a file you trust")
     args = parser.parse_args(argv)
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> int:
     if args.summary:
         v = last_validation(args.summary)
         print(f"{args.summary}: epoch {v['epoch']:.0f}, validation AP {v['AP']:.3f} AP50 {v['AP50']:.3f} "
               f"AP25 {v['AP25']:.3f}")
         return 0
-    if args.config:
-        cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
-    else:
-        cfg = preset(args.preset, **({"variant": args.variant} if args.variant else {}))
+    cfg = _read_config(args.config) if args.config else preset(
+        args.preset, **({"variant": args.variant} if args.variant else {}))
     cfg = apply_overrides(cfg, args.set)
-    metrics = run(cfg)
+    metrics = run(cfg, trusted=args.trust_checkpoint)
     if metrics and int(os.environ.get("RANK", "0")) == 0:
         print(f"validation AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} AP25 {metrics['AP25']:.3f}")
     return 0
 
+
+def _read_config(path: str) -> Config:
+    """--config: a run's config.json; ValueError naming the file when it is not one."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config: {file} is not a file; expected a config.json written by a run")
+    try:
+        return Config.from_dict(json.loads(file.read_text()))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config: {file} is not valid JSON ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"--config: {file}: {err}") from None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,3 +67,79 @@ def test_reference_behaviour_switches_every_flag():
     default = config.scannet().model
     assert default.decoder.stable_order and default.decoder.centre_range == "points"
     assert not default.criterion.final_dice_times_batch and default.postprocess.nms_eps > 0
+
+
+# ------------------------------------------------------------------------------- typed overrides
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=abc", r"train\.lr: expected a number, got 'abc'"),
+    ("train.eval_interval=5", r"train\.eval_interval: expected a tuple\[tuple\[int, int\], \.\.\.\].*got 5"),
+    ("train.eval_interval=(1, 8)", r"train\.eval_interval: expected a tuple"),
+    ("train.eval_interval=((1, 0),)", r"train\.eval_interval: expected one or more .* pairs"),
+    ("train.val_max_scenes=abc", r"train\.val_max_scenes: expected an integer, got 'abc'"),
+    ("train.max_steps=-1", r"train\.max_steps: expected 0 .* got -1"),
+    ("train.epochs=2.5", r"train\.epochs: expected an integer, got 2\.5"),
+    ("train.epochs=True", r"train\.epochs: expected an integer, got True"),
+    ("train.resume=1", r"train\.resume: expected True or False, got 1"),
+    ("train.resume=yes", r"train\.resume: expected True or False, got 'yes'"),
+    ("train.num_workers=-2", r"train\.num_workers: expected 0"),
+    ("train.log_every=0", r"train\.log_every: expected a positive integer"),
+    ("train.clip_grad=-1", r"train\.clip_grad: expected >= 0"),
+    ("train.weight_decay=-0.1", r"train\.weight_decay: expected >= 0"),
+    ("train.skip_keys=head", r"train\.skip_keys: expected a tuple\[str, \.\.\.\]"),
+    ("train.skip_keys=(1,)", r"train\.skip_keys: expected a tuple\[str, \.\.\.\]"),
+    ("augment.grid_size=None", r"augment\.grid_size: expected a value \(not None\)"),
+    ("augment.sphere_point_max=2.5", r"augment\.sphere_point_max: expected an integer or None, got 2\.5"),
+    ("model.decoder.num_query=0", r"decoder\.num_query: expected a positive integer"),
+    ("model.postprocess.nms_kernel=box", r"model\.postprocess\.nms_kernel"),
+    ("model.criterion.weight_dice=-1", r"model\.criterion\.weight_dice: expected a weight >= 0"),
+    ("data.stuff_classes=(0, 99)", r"data\.stuff_classes: expected labels in"),
+    ("seed=-1", r"seed: expected an integer in"),
+])
+def test_bad_overrides_name_the_key_the_type_and_the_value(override, message):
+    cfg = config.preset("synthetic")
+    before = cfg.to_dict()
+    with pytest.raises(ValueError, match=message):
+        config.apply_overrides(cfg, [override])
+    assert cfg.to_dict() == before  # a rejected value is never set
+
+
+def test_good_overrides_are_converted_to_the_declared_type():
+    cfg = config.apply_overrides(config.preset("synthetic"), [
+        "train.lr=1", "train.epochs=3", "train.eval_interval=((1, 2), (10, 1))", "train.resume=False",
+        "train.experiment=2024", "train.skip_keys=('head', 'cls')", "augment.sphere_point_max=None",
+        "augment.val_rotate_z=0", "augment.elastic_params=[[1, 2]]", "model.decoder.order=('z',)",
+        "train.init_weights=runs/model.pth"])
+    t = cfg.train
+    assert t.lr == 1.0 and type(t.lr) is float and t.epochs == 3 and t.eval_interval == ((1, 2), (10, 1))
+    assert t.resume is False and t.experiment == "2024" and t.skip_keys == ("head", "cls")
+    assert t.init_weights == "runs/model.pth" and cfg.model.decoder.order == ("z",)
+    assert cfg.augment.sphere_point_max is None and cfg.augment.val_rotate_z == 0.0
+    assert cfg.augment.elastic_params == ((1.0, 2.0),) and type(cfg.augment.elastic_params[0][0]) is float
+    # a dict (notebooks, ablations) is typed the same way, without parsing text
+    config.apply_overrides(cfg, {"train.batch_size": 2, "augment.grid_size": 1})
+    assert cfg.train.batch_size == 2 and cfg.augment.grid_size == 1.0
+    with pytest.raises(ValueError, match=r"train\.batch_size: expected an integer, got '2'"):
+        config.apply_overrides(cfg, {"train.batch_size": "2"})
+    with pytest.raises(ValueError, match="unknown field 'lrr'"):
+        config.apply_overrides(cfg, ["train.lrr=1"])
+    with pytest.raises(ValueError, match="expected key=value"):
+        config.apply_overrides(cfg, ["train.lr"])
+
+
+def test_from_dict_checks_types_like_overrides():
+    for name in config.PRESETS:
+        d = config.preset(name).to_dict()
+        assert config.Config.from_dict(d).to_dict() == d
+    d = config.preset("synthetic").to_dict()
+    d["train"]["eval_interval"] = [[1, 8], [496, 1]]  # as JSON stores tuples
+    assert config.Config.from_dict(d).train.eval_interval == ((1, 8), (496, 1))
+    for section, key, value, message in (("train", "epochs", 2.5, "an integer"),
+                                         ("train", "lr", "fast", "a number"),
+                                         ("train", "eval_interval", 5, "a tuple"),
+                                         ("model", "decoder", [], "a mapping")):
+        bad = config.preset("synthetic").to_dict()
+        bad[section][key] = value
+        with pytest.raises(ValueError, match=rf"config\.{section}\.{key}: expected {message}"):
+            config.Config.from_dict(bad)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from lassm import config, train
+from lassm import config, runlog, train
 from lassm.data.prepare import prepare
 
 
@@ -103,7 +104,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_root, t
 
 def test_bad_inputs_are_named(data_root, tmp_path):
     with pytest.raises(ValueError, match="unknown field 'epoch'"):
-        train.main(["--preset", "synthetic", "--set", "train.epoch=3"])
+        config.apply_overrides(config.synthetic(), ["train.epoch=3"])
+    assert train.main(["--preset", "synthetic", "--set", "train.epoch=3"]) == 2  # one line, no traceback
     cfg = tiny(tmp_path / "nowhere", tmp_path)
     with pytest.raises(Exception, match="does not exist"):
         train.run(cfg)
@@ -122,7 +124,7 @@ def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):
     assert train.main(["--summary", str(tmp_path / "run")]) == 0
     assert "validation AP" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no validation results"):
-        train.last_validation(tmp_path)
+        runlog.last_validation(tmp_path)
 
 
 def test_torchrun_two_processes_share_each_step(data_root, tmp_path):
@@ -176,3 +178,107 @@ def test_steps_per_epoch_caps_an_epoch(data_root, tmp_path):
     assert [r["step"] for r in records if r["kind"] == "val"] == [1, 2]
     with pytest.raises(ValueError, match="steps_per_epoch"):
         config.apply_overrides(cfg, {"train.steps_per_epoch": -1})
+
+
+# ------------------------------------------------------------------------------- robustness (issue 19)
+
+
+def test_diverging_run_stops_as_non_finite_and_releases_the_lock(data_root, tmp_path):
+    """lr 1e9: positions blow up inside the decoder; the run stops with the step, not an IndexError."""
+    with pytest.raises(train.NonFiniteLoss, match="at step 1 \\(epoch 1\\); the last good checkpoint is no"):
+        train.run(tiny(data_root, tmp_path, lr=1e9))
+    assert not (tmp_path / "run" / "train.lock").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30])
+def test_serialization_refuses_positions_without_a_cell(bad):
+    from lassm.model.serialize import batched_orders, serialization_order, table_only
+
+    pos = torch.rand(2, 5, 3) * 4
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[1, 4] = False
+    padded = pos.clone()
+    padded[1, 4] = bad  # padding is never encoded
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batched_orders(padded, valid, ["hilbert"]),
+                                                        batched_orders(pos, valid, ["hilbert"]), strict=True))
+    pos[0, 2, 1] = bad
+    with pytest.raises(FloatingPointError, match="NaN or inf|bits per axis"):
+        batched_orders(pos, valid, ["hilbert", "z-trans"])
+    with pytest.raises(ValueError):  # still the ValueError it was for a bad grid_size
+        serialization_order(pos[0], "hilbert")
+    with table_only() as flags:  # the CUDA-graph path cannot raise: it flags for the eager rerun
+        batched_orders(pos, valid, ["hilbert"])
+    assert bool(torch.stack(flags).any())
+
+
+def test_our_checkpoints_hold_plain_data(data_root, tmp_path, monkeypatch):
+    from lassm.model.checkpoint import plain
+
+    per_class = {"a": {"AP_per_overlap": {np.float64(0.25): np.float32(1)}}}
+    metrics = {"AP": np.float64(0.5), "per_class": per_class, "overlaps": list(np.arange(2) / 2),
+               "t": torch.tensor(2.0)}
+    out = plain(metrics)
+    assert type(out["AP"]) is float and type(out["overlaps"][1]) is float and out["t"] == 2.0
+    assert type(next(iter(out["per_class"]["a"]["AP_per_overlap"]))) is float
+    real = train.validate
+
+    def numpy_metrics(*args):  # evaluate_predictions may hand back numpy numbers
+        found = real(*args)
+        return {**found, "AP50": np.float64(found["AP50"]), "per_class": per_class}
+
+    monkeypatch.setattr(train, "validate", numpy_metrics)
+    train.run(tiny(data_root, tmp_path, epochs=2))
+    for name in ("model_best.pth", "model_last.pth", "model_prev.pth"):
+        blob = torch.load(tmp_path / "run" / name, weights_only=True)  # torch's own allowlist only
+        assert "model" in blob
+    assert blob["state"]["epoch"] == 1  # model_prev.pth: the epoch before the last
+
+
+def test_a_locked_folder_refuses_a_second_run_and_a_stale_lock_is_taken_over(data_root, tmp_path, monkeypatch,
+                                                                           capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    lock = tmp_path / "run" / "train.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # alive: this process
+    with pytest.raises(ValueError, match=f"pid {os.getpid()}"):
+        train.run(tiny(data_root, tmp_path, max_steps=1))
+    assert lock.exists()  # not ours to remove
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)  # a pid that has exited
+    lock.write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
+    seen = []
+    real = train.validate
+
+    def watching(*args):
+        seen.append(json.loads(lock.read_text()))
+        return real(*args)
+
+    monkeypatch.setattr(train, "validate", watching)
+    train.run(tiny(data_root, tmp_path, max_steps=1))
+    assert f"stale lock of pid {int(gone.stdout)}" in capsys.readouterr().err
+    assert seen == [{"pid": os.getpid(), "host": socket.gethostname()}]  # held during the run
+    assert not lock.exists()  # released at the end
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(data_root, tmp_path, capsys):
+    from lassm.data.io import DataError
+
+    train.run(tiny(data_root, tmp_path, max_steps=4))  # epochs 1 and 2: model_prev.pth is epoch 1
+    run = tmp_path / "run"
+    last = run / "model_last.pth"
+    last.write_bytes(last.read_bytes()[:200])  # a crash mid-write on a file system without atomic rename
+    train.run(tiny(data_root, tmp_path, max_steps=6))
+    err = capsys.readouterr().err
+    assert "model_last.pth: not a readable torch checkpoint" in err and "trying the previous" in err
+    assert [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if r["kind"] == "train"] == [1, 2, 3, 4, 3, 4, 5, 6]  # epoch 2 repeated from model_prev.pth
+    assert (run / "model_last.pth.unreadable").is_file()
+    assert torch.load(last, weights_only=True)["state"]["step"] == 6
+    for name in ("model_last.pth", "model_prev.pth"):
+        (run / name).write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="model_last.pth.*model_prev.pth.*train.resume=False"):
+        train.run(tiny(data_root, tmp_path, max_steps=8))

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from ..data.io import atomic_path
-from ..train import read_metrics
+from ..runlog import read_metrics
 
 METRICS = ("AP", "AP50", "AP25", "train_seconds", "wall_seconds", "infer_seconds", "peak_mb")
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .. import config as lassm_config
+from ..config.typed import TypeMismatch, convert, find_field
 
 
 @dataclass(frozen=True)
@@ -58,34 +59,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")  # variant and study names beco
 ZERO_T_LAYER_AUGMENT = ("augment.elastic_p", "augment.val_rotate_z")
 
 
-def _field(cfg, key: str):
-    """(current value, declared type as text) of a dotted config field; KeyError if there is none."""
-    target, declared = cfg, ""
-    for part in key.split("."):
-        if not hasattr(target, "__dataclass_fields__") or part not in target.__dataclass_fields__:
-            raise KeyError(part)
-        declared = str(target.__dataclass_fields__[part].type)
-        target = getattr(target, part)
-    return target, declared
-
-
-def _type_error(current, declared: str, value) -> str:
-    """What the field's type expects, or "" when ``value`` fits it (ints are fine for floats)."""
-    if value is None:
-        return "" if current is None or "None" in declared else "a value (not None)"
-    if isinstance(current, bool):
-        return "" if isinstance(value, bool) else "True or False"
-    if isinstance(current, int):
-        return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    if isinstance(current, float):
-        return "" if isinstance(value, int | float) and not isinstance(value, bool) else "a number"
-    if isinstance(current, str):
-        return "" if isinstance(value, str) else "a string"
-    if isinstance(current, tuple):
-        return "" if isinstance(value, tuple | list) else "a tuple"
-    return ""
-
-
 def check_variant(name: str, overrides: dict, preset: str = "synthetic") -> dict:
     """Apply a variant's overrides to a fresh preset config; returns them resolved (no :class:`Times`).
 
@@ -104,16 +77,19 @@ def check_variant(name: str, overrides: dict, preset: str = "synthetic") -> dict
     resolved = {}
     for key, value in overrides.items():
         try:
-            current, declared = _field(cfg, key)
+            target, field_name, declared = find_field(cfg, key)
         except KeyError as err:
             raise ValueError(f"variant {name!r}: unknown config field {key!r} (no {err.args[0]!r}); "
                              f"expected a dotted field such as 'model.decoder.k'") from None
+        current = getattr(target, field_name)
         if isinstance(value, Times):
             if not isinstance(current, int | float) or isinstance(current, bool):
                 raise ValueError(f"variant {name!r}: {key} is not numeric, so it cannot be relative")
             value = value.resolve(current)
-        if expected := _type_error(current, declared, value):
-            raise ValueError(f"variant {name!r}: {key} expects {expected}, got {value!r}")
+        try:
+            convert(value, declared)
+        except TypeMismatch as err:
+            raise ValueError(f"variant {name!r}: {key} expects {err.expected}, got {value!r}") from None
         try:
             lassm_config.apply_overrides(cfg, {key: value})
         except (ValueError, TypeError) as err:

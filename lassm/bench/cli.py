@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 import torch
 
+from ..cli import check_output_file, run_command
 from ..config import DecoderConfig
 from . import model as bm
 from .layers import (
@@ -96,16 +98,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    return run_command(lambda: _command(args, parser))
+
+
+def _command(args, parser) -> None:
+    if args.json:
+        check_output_file(args.json, "--json")  # before minutes of timing
+    _check_device(args.device)
+    bench_dir = getattr(args, "bench_dir", None)
+    if bench_dir and not Path(bench_dir).is_dir():  # an explicit folder: no silent synthetic fallback
+        raise FileNotFoundError(f"--bench-dir: {bench_dir} is not a folder; expected perf_*.npz scenes")
     verbs = {"backbone": _backbone, "decoder": _decoder, "train": _train, "model": _model,
              "scaling": _scaling}
     rows = verbs[args.what](args, parser)
     if args.json:
         write_rows(args.json, rows)
+
+
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {name} requested but CUDA is not available; use --device cpu")
 
 
 def _variants(args, parser) -> tuple[int, ...]:

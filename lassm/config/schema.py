@@ -1,14 +1,25 @@
 """The typed configuration (STYLE rule 2): one nested dataclass per component, a short comment per field.
 
 A checkpoint stores the whole :class:`Config` (``to_dict``); ``from_dict`` and ``apply_overrides``
-rebuild and change it with validation. The named presets are in :mod:`lassm.config.presets`.
+(:mod:`lassm.config.typed`) rebuild and change it, every value checked against its declared type and
+the section's ``__post_init__`` ranges. The named presets are in :mod:`lassm.config.presets`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
 
 from ..data import labels
+from .typed import apply_overrides as apply_overrides  # re-exported: lassm.config.apply_overrides
+from .typed import build
+
+
+def _positive(section, prefix: str, names: tuple[str, ...]):
+    for name in names:
+        if getattr(section, name) < 1:
+            raise ValueError(f"{prefix}.{name}: expected a positive integer, got {getattr(section, name)}")
 
 
 @dataclass
@@ -33,6 +44,9 @@ class ScanConfig:
         if not 0 < self.max_tilt_degrees <= 90:
             raise ValueError(f"data.scan.max_tilt_degrees: expected degrees in (0, 90], "
                              f"got {self.max_tilt_degrees}")
+        if self.k_thresh < 0:
+            raise ValueError(f"data.scan.k_thresh: expected >= 0, got {self.k_thresh}")
+        _positive(self, "data.scan", ("seg_min_verts", "knn"))
 
 
 @dataclass
@@ -52,6 +66,14 @@ class DataConfig:
     extra_train_loop: int = 1  # each extra folder's scenes appear this many times per epoch (oversampling)
     val_root: str = ""  # where the validation split lives; "" = root
     scan: ScanConfig = field(default_factory=ScanConfig)  # raw scan -> processed scene (predict repeats it)
+
+    def __post_init__(self):
+        if not self.class_names:
+            raise ValueError("data.class_names: expected one or more class names, got ()")
+        if any(not 0 <= c < len(self.class_names) for c in self.stuff_classes):
+            raise ValueError(f"data.stuff_classes: expected labels in 0..{len(self.class_names) - 1} "
+                             f"(indices of data.class_names), got {self.stuff_classes}")
+        _positive(self, "data", ("extra_train_loop",))
 
     @property
     def instance_class_names(self) -> tuple[str, ...]:
@@ -88,6 +110,17 @@ class AugmentConfig:
             raise ValueError(f"augment.grid_size: expected > 0, got {self.grid_size}")
         if not 0 <= self.jitter_sigma < 0.1:
             raise ValueError(f"augment.jitter_sigma: expected metres in [0, 0.1), got {self.jitter_sigma}")
+        if any(g <= 0 or m < 0 for g, m in self.elastic_params):
+            raise ValueError(f"augment.elastic_params: expected (granularity > 0, magnitude >= 0) pairs, "
+                             f"got {self.elastic_params}")
+        if self.tilt_angle < 0:
+            raise ValueError(f"augment.tilt_angle: expected >= 0, got {self.tilt_angle}")
+        if self.sphere_point_max is not None and self.sphere_point_max < 1:
+            raise ValueError(f"augment.sphere_point_max: expected a positive integer or None, "
+                             f"got {self.sphere_point_max}")
+        if self.sphere_sample_rate is not None and not 0 < self.sphere_sample_rate <= 1:
+            raise ValueError(f"augment.sphere_sample_rate: expected a fraction in (0, 1] or None, "
+                             f"got {self.sphere_sample_rate}")
 
 
 def augment_preset(dataset: str, variant: str = "-3") -> AugmentConfig:
@@ -121,6 +154,20 @@ class BackboneConfig:
     bn_momentum: float = 0.02  # Res16UNet34C: momentum of its stem/transition/downsample norms
     conv1_kernel_size: int = 5  # Res16UNet34C: kernel of the first convolution
     sparse_backend: str = "auto"  # "auto" (spconv on a GPU when installed), "torch" or "spconv"
+
+    def __post_init__(self):
+        choices = {"name": ("spunet", "res16unet34c"), "sparse_backend": ("auto", "torch", "spconv")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.backbone.{name}: expected one of {allowed}, "
+                                 f"got {getattr(self, name)!r}")
+        _positive(self, "model.backbone", ("in_channels", "base_channels", "conv1_kernel_size"))
+        if not self.planes or min(self.planes) < 1:
+            raise ValueError(f"model.backbone.planes: expected one or more positive widths, "
+                             f"got {self.planes}")
+        if not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"model.backbone.bn_momentum: expected a value in (0, 1], "
+                             f"got {self.bn_momentum}")
 
     @property
     def out_channels(self) -> int:
@@ -183,9 +230,11 @@ class DecoderConfig:
             raise ValueError(f"decoder.order: expected one or more of {curves}, got {self.order!r}")
         if not 0 < self.alpha <= 1:
             raise ValueError(f"decoder.alpha: expected a fraction in (0, 1], got {self.alpha}")
-        for name in ("num_query", "k", "d_model", "num_layers", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"decoder.{name}: expected a positive integer, got {getattr(self, name)}")
+        _positive(self, "decoder", ("num_query", "k", "d_model", "num_layers", "heads", "ssm_layers",
+                                    "ffn_hidden", "d_state", "head_dim"))
+        if self.serialization_grid <= 0:
+            raise ValueError(f"decoder.serialization_grid: expected metres > 0, "
+                             f"got {self.serialization_grid}")
         if (2 * self.d_model) % self.head_dim or self.d_model % self.heads:
             raise ValueError(f"decoder.d_model: {self.d_model} must be divisible by heads ({self.heads}) "
                              f"and 2 d_model by head_dim ({self.head_dim})")
@@ -214,6 +263,11 @@ class CriterionConfig:
     # an all-False column). True reproduces that; default: such superpoints are ignored.
     sp_unlabelled_as_class0: bool = False
 
+    def __post_init__(self):
+        for name in (f.name for f in fields(self) if f.type == "float"):  # every cost and weight
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.criterion.{name}: expected a weight >= 0, got {getattr(self, name)}")
+
 
 @dataclass
 class PostprocessConfig:
@@ -230,6 +284,20 @@ class PostprocessConfig:
     # at this epsilon. 0.0 reproduces the reference's division.
     nms_eps: float = 1e-6
 
+    def __post_init__(self):
+        _positive(self, "model.postprocess", ("topk_insts",))
+        if self.nms_kernel not in ("linear", "gaussian"):
+            raise ValueError(f"model.postprocess.nms_kernel: expected 'linear' or 'gaussian', "
+                             f"got {self.nms_kernel!r}")
+        # score_thr below 0 keeps every instance, zero scores too (scores lie in [0, 1])
+        for name, low, high in (("score_thr", -math.inf, 1), ("sp_score_thr", 0, 1), ("nms_eps", 0, 1)):
+            if not low <= getattr(self, name) < high:
+                raise ValueError(f"model.postprocess.{name}: expected a value in [{low}, {high}), "
+                                 f"got {getattr(self, name)}")
+        # npoint_thr: any integer (below 0 keeps empty masks too, as score_thr below 0 keeps zero scores)
+        if self.nms_sigma <= 0:
+            raise ValueError(f"model.postprocess.nms_sigma: expected > 0, got {self.nms_sigma}")
+
 
 @dataclass
 class ModelConfig:
@@ -239,6 +307,11 @@ class ModelConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     num_classes: int = 18  # instance classes C (the heads predict C + 1 with background last)
     stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are background, not instances
+
+    def __post_init__(self):
+        _positive(self, "model", ("num_classes",))
+        if any(c < 0 for c in self.stuff_classes):
+            raise ValueError(f"model.stuff_classes: expected labels >= 0, got {self.stuff_classes}")
 
 
 def reference_behaviour(cfg: ModelConfig) -> ModelConfig:
@@ -292,11 +365,23 @@ class TrainConfig:
         if self.steps_per_epoch < 0:
             raise ValueError(f"train.steps_per_epoch: expected 0 (a full pass) or a positive integer, "
                              f"got {self.steps_per_epoch}")
-        for name in ("epochs", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name}: expected a positive integer, got {getattr(self, name)}")
+        _positive(self, "train", ("epochs", "batch_size", "log_every"))
+        for name in ("max_steps", "val_max_scenes", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name}: expected 0 (no limit / none) or a positive integer, "
+                                 f"got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr: expected > 0, got {self.lr}")
+        for name in ("weight_decay", "poly_power", "clip_grad"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name}: expected >= 0, got {getattr(self, name)}")
+        if not self.eval_interval or any(start < 1 or every < 1 for start, every in self.eval_interval):
+            raise ValueError(f"train.eval_interval: expected one or more (from epoch >= 1, every n >= 1) "
+                             f"pairs, e.g. ((1, 8), (496, 1)); got {self.eval_interval}")
+        if not self.experiment.strip():
+            raise ValueError("train.experiment: expected a run folder name, got ''")
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ValueError(f"train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.dist_backend not in ("auto", "nccl", "gloo"):
             raise ValueError(f"train.dist_backend: expected 'auto', 'nccl' or 'gloo', "
                              f"got {self.dist_backend!r}")
@@ -311,81 +396,25 @@ class Config:
     release: str = ""  # the authors' config a preset reproduces, e.g. "scannet/insseg-lassm-spunet-v2-3"
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training / validation transforms
 
+    def __post_init__(self):
+        if not 0 <= self.seed < 2**32:  # numpy's generators take seeds in [0, 2**32)
+            raise ValueError(f"seed: expected an integer in [0, 2**32), got {self.seed}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        """Rebuild a Config written by :meth:`to_dict` (e.g. a run's config.json); unknown keys raise.
+        """Rebuild a Config written by :meth:`to_dict` (e.g. a run's config.json); unknown keys and values
+        of the wrong type raise ValueError naming the field.
 
         Configs written before augmentation was part of the config get the augmentation their
         dataset and decoder implied then (``augment_preset``).
         """
-        cfg = _build(cls, d, "config")
+        cfg = build(cls, d, "config")
         if isinstance(d, dict) and "augment" not in d:
             variant = "-0" if cfg.model.decoder.t_layer == 0 else "-3"
             cfg.augment = augment_preset(cfg.data.name, variant)
         if isinstance(d, dict) and "scan" not in d.get("data", {}) and cfg.data.name == "mosd":
             cfg.data.scan.frame = "support_plane"  # mOSD scenes were always put in the table frame
         return cfg
-
-
-def _build(cls, d: dict, where: str):
-    """A dataclass from a nested dict: lists become tuples where the field is a tuple."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
-    kwargs = {}
-    for name, value in d.items():
-        default = getattr(cls(), name) if name in known else None
-        if is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = _to_tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def _to_tuple(value):
-    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
-
-
-def apply_overrides(cfg: Config, overrides: list[str] | dict) -> Config:
-    """Set dotted fields from ``["train.epochs=10", "model.decoder.t_layer=0"]`` or a dict.
-
-    Values are Python literals (numbers, strings, tuples, True/False); a bare word is a string.
-    A field that does not exist raises ValueError naming it; values are re-validated.
-    """
-    import ast
-
-    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
-    for key, value in items:
-        if isinstance(value, str) and not isinstance(overrides, dict):
-            try:
-                value = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                pass  # a bare word: keep the string
-        *path, name = key.split(".")
-        target = cfg
-        for part in path:
-            if not is_dataclass(target) or not hasattr(target, part):
-                raise ValueError(f"override {key!r}: unknown field {part!r}")
-            target = getattr(target, part)
-        if not is_dataclass(target) or name not in {f.name for f in fields(target)}:
-            raise ValueError(f"override {key!r}: unknown field {name!r}")
-        if isinstance(getattr(target, name), tuple) and isinstance(value, list):
-            value = _to_tuple(value)
-        setattr(target, name, value)
-        if hasattr(target, "__post_init__"):
-            target.__post_init__()  # validate the new value
-    return cfg
-
-
-def _split(override: str) -> tuple[str, str]:
-    if "=" not in override:
-        raise ValueError(f"override {override!r}: expected key=value, e.g. train.epochs=10")
-    key, value = override.split("=", 1)
-    return key.strip(), value.strip()

@@ -72,42 +72,50 @@ def read_pcd(path: str | os.PathLike) -> dict:
     except Exception as err:  # pypcd4 raises pydantic, lzf, struct and numpy errors
         reason = f"{type(err).__name__}: {err}"
         raise DataError(f"{path}: unreadable or truncated PCD ({reason})") from err
-    meta, data = cloud.metadata, cloud.pc_data
-    names = data.dtype.names or ()
-    counts = dict(zip(meta.fields, meta.count, strict=True))
-    if not {"x", "y", "z"} <= set(names):
-        raise DataError(f"{path}: fields {list(meta.fields)}; expected at least x, y, z")
-    if meta.points != meta.width * meta.height or len(data) != meta.points:
-        raise DataError(
-            f"{path}: {len(data)} points read, header POINTS {meta.points}; expected "
-            f"WIDTH x HEIGHT = {meta.width * meta.height}"
-        )
-    color_field = next((f for f in COLOR_FIELDS if f in names), None)
-    label_field = "label" if "label" in names else None
-    kinds = {"x": "f", "y": "f", "z": "f", label_field: "ui", color_field: "uif"}
-    for name, kind in kinds.items():
-        if name is not None and (data.dtype[name].kind not in kind or counts.get(name, 1) != 1):
-            raise DataError(f"{path}: field {name!r} is {data.dtype[name]} x {counts.get(name)}; "
-                            f"expected one value of kind {kind!r}")
-    if color_field is not None and data.dtype[color_field].itemsize != 4:
-        raise DataError(f"{path}: field {color_field!r} must be a packed 4-byte colour")
+    try:  # a damaged header can parse yet describe arrays that do not fit
+        meta, data = cloud.metadata, cloud.pc_data
+        names = data.dtype.names or ()
+        if len(meta.count) != len(meta.fields):
+            raise DataError(f"{path}: header has {len(meta.fields)} FIELDS but {len(meta.count)} COUNT "
+                            "entries; expected one count per field")
+        counts = dict(zip(meta.fields, meta.count, strict=True))
+        if not {"x", "y", "z"} <= set(names):
+            raise DataError(f"{path}: fields {list(meta.fields)}; expected at least x, y, z")
+        if meta.points != meta.width * meta.height or len(data) != meta.points:
+            raise DataError(
+                f"{path}: {len(data)} points read, header POINTS {meta.points}; expected "
+                f"WIDTH x HEIGHT = {meta.width * meta.height}"
+            )
+        color_field = next((f for f in COLOR_FIELDS if f in names), None)
+        label_field = "label" if "label" in names else None
+        kinds = {"x": "f", "y": "f", "z": "f", label_field: "ui", color_field: "uif"}
+        for name, kind in kinds.items():
+            if name is not None and (data.dtype[name].kind not in kind or counts.get(name, 1) != 1):
+                raise DataError(f"{path}: field {name!r} is {data.dtype[name]} x {counts.get(name)}; "
+                                f"expected one value of kind {kind!r}")
+        if color_field is not None and data.dtype[color_field].itemsize != 4:
+            raise DataError(f"{path}: field {color_field!r} must be a packed 4-byte colour")
 
-    coord = np.stack([data[k] for k in "xyz"], axis=-1).astype(np.float32)  # (N, 3)
-    if color_field is None:
-        warnings.warn(f"{path}: no rgb or rgba field; colour set to grey ({GREY})", stacklevel=2)
-        color = np.full((len(data), 3), GREY, np.uint8)
-    else:
-        # PCL packs colour as 0x00RRGGBB; pypcd4 gives the raw bits (uint32 for TYPE U, float32
-        # for the "float-packed" TYPE F variant), so reinterpret rather than convert.
-        packed = np.ascontiguousarray(data[color_field]).view(np.uint32).reshape(-1)
-        color = np.stack([(packed >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
-    label = None if label_field is None else data[label_field].astype(np.uint32)  # (N,)
-    shape = (meta.height, meta.width) if meta.height > 1 and meta.width > 1 else None
-    if shape is not None:  # row-major image order
-        coord, color = coord.reshape(*shape, 3), color.reshape(*shape, 3)
-        label = None if label is None else label.reshape(shape)
-    return {"coord": coord, "color": color, "label": label, "grid_shape": shape,
-            "has_color": color_field is not None}
+        coord = np.stack([data[k] for k in "xyz"], axis=-1).astype(np.float32)  # (N, 3)
+        if color_field is None:
+            warnings.warn(f"{path}: no rgb or rgba field; colour set to grey ({GREY})", stacklevel=2)
+            color = np.full((len(data), 3), GREY, np.uint8)
+        else:
+            # PCL packs colour as 0x00RRGGBB; pypcd4 gives the raw bits (uint32 for TYPE U, float32
+            # for the "float-packed" TYPE F variant), so reinterpret rather than convert.
+            packed = np.ascontiguousarray(data[color_field]).view(np.uint32).reshape(-1)
+            color = np.stack([(packed >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
+        label = None if label_field is None else data[label_field].astype(np.uint32)  # (N,)
+        shape = (meta.height, meta.width) if meta.height > 1 and meta.width > 1 else None
+        if shape is not None:  # row-major image order
+            coord, color = coord.reshape(*shape, 3), color.reshape(*shape, 3)
+            label = None if label is None else label.reshape(shape)
+        return {"coord": coord, "color": color, "label": label, "grid_shape": shape,
+                "has_color": color_field is not None}
+    except DataError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
+        raise DataError(f"{path}: inconsistent PCD header and data ({type(err).__name__}: {err})") from err
 
 
 # ----------------------------------------------------------------------------- protocol

@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import BAD_INPUT, run_command
 from .io import DataError
 from .preprocess import FAILURES_FILE, RunSummary, run_jobs
 
@@ -93,18 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--room-size", default="full", choices=("full", "small"), help="synthetic")
     parser.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
     args = parser.parse_args(argv)
-    try:
-        summary = prepare(args.dataset, args.raw_root, args.out_root, workers=args.workers,
-                          overwrite=args.overwrite, num_rooms=args.num_rooms,
-                          room_size=args.room_size, seed=args.seed)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> int:
+    summary = prepare(args.dataset, args.raw_root, args.out_root, workers=args.workers,
+                      overwrite=args.overwrite, num_rooms=args.num_rooms, room_size=args.room_size,
+                      seed=args.seed)
     print(summary)
     if summary.failures:
         print(f"{len(summary.failures)} scene(s) failed (also in {args.out_root / FAILURES_FILE}):\n"
               f"{summary.failure_lines()}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     return 0
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, read_json, read_mesh_ply, read_name_list
+from .io import DataError, int_array, read_json, read_mesh_ply, read_name_list
 from .labels import read_label_tsv
-from .mesh import vertex_normals
+from .mesh import vertex_normals, warn_degenerate
 from .preprocess import SceneJob
 from .superpoints import segment_mesh
 
@@ -73,7 +73,8 @@ def find_jobs(
 def process(job: SceneJob) -> dict[str, np.ndarray]:
     """Process one ScanNet scene folder into the arrays of REFERENCE_SPEC 1.1 step 5."""
     scene = job.name
-    mesh = read_mesh_ply(job.source / f"{scene}_vh_clean_2.ply")
+    mesh_path = job.source / f"{scene}_vh_clean_2.ply"
+    mesh = read_mesh_ply(mesh_path)  # refuses NaN / infinite vertices
     arrays = {
         "coord": mesh.vertices,  # (N, 3) float32
         "color": mesh.colors,  # (N, 3) uint8
@@ -82,6 +83,7 @@ def process(job: SceneJob) -> dict[str, np.ndarray]:
             mesh.vertices, mesh.faces, job.options["k_thresh"], job.options["seg_min_verts"]
         ),
     }
+    warn_degenerate(mesh_path, mesh.vertices, mesh.faces, arrays["superpoint"])
     if "label_map" in job.options:
         arrays.update(vertex_labels(job.source, scene, len(mesh.vertices), job.options["label_map"]))
     arrays["scene_id"] = np.array(scene)
@@ -98,26 +100,39 @@ def vertex_labels(
     """
     segs_path = scene_dir / f"{scene}_vh_clean_2.0.010000.segs.json"
     agg_path = scene_dir / f"{scene}.aggregation.json"
-    seg_indices = np.asarray(read_json(segs_path, ("segIndices",))["segIndices"], dtype=np.int64)
+    seg_indices = int_array(read_json(segs_path, ("segIndices",))["segIndices"], segs_path, "segIndices")
     if len(seg_indices) != num_vertices:
         raise DataError(f"{segs_path}: {len(seg_indices)} segIndices for a mesh of {num_vertices} "
                         "vertices; expected one per vertex")
     groups = read_json(agg_path, ("segGroups",))["segGroups"]
+    if not isinstance(groups, list):
+        raise DataError(f"{agg_path}: segGroups must be a list of groups, found {type(groups).__name__}")
     segment20 = np.full(num_vertices, -1, np.int64)
     segment200 = np.full(num_vertices, -1, np.int64)
     instance = np.full(num_vertices, -1, np.int64)
     known_segments = np.unique(seg_indices)
-    for group in groups:
-        if not {"id", "label", "segments"} <= group.keys():
-            raise DataError(f"{agg_path}: a segGroup lacks 'id', 'label' or 'segments': {group}")
-        segments = np.asarray(group["segments"], dtype=np.int64)
+    for g, group in enumerate(groups):
+        group_id, label, segments = _check_group(group, g, agg_path)
         unknown = np.setdiff1d(segments, known_segments)
         if len(unknown):
-            raise DataError(f"{agg_path}: group {group['id']} ({group['label']!r}) references "
+            raise DataError(f"{agg_path}: group {group_id} ({label!r}) references "
                             f"segments {unknown[:5].tolist()} that are not in {segs_path.name}")
         mask = np.isin(seg_indices, segments)
-        label20, label200 = label_map.get(group["label"], (-1, -1))
+        label20, label200 = label_map.get(label, (-1, -1))
         segment20[mask] = label20
         segment200[mask] = label200
-        instance[mask] = group["id"]
+        instance[mask] = group_id
     return {"segment20": segment20, "segment200": segment200, "instance": instance}
+
+
+def _check_group(group, g: int, agg_path: Path) -> tuple[int, str, np.ndarray]:
+    """``segGroups[g]`` as (id, label, segments), or a DataError saying what was expected."""
+    if not isinstance(group, dict) or not {"id", "label", "segments"} <= group.keys():
+        raise DataError(f"{agg_path}: segGroups[{g}] must be an object with 'id', 'label' and 'segments', "
+                        f"found {str(group)[:80]}")
+    group_id, label = group["id"], group["label"]
+    if type(group_id) is not int or not -(2**63) <= group_id < 2**63:
+        raise DataError(f"{agg_path}: segGroups[{g}] id must be an integer, found {group_id!r}")
+    if not isinstance(label, str):
+        raise DataError(f"{agg_path}: segGroups[{g}] label must be a string, found {label!r}")
+    return group_id, label, int_array(group["segments"], agg_path, f"segGroups[{g}] segments")

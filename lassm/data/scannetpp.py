@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .io import (
     DataError,
+    int_array,
     load_scene,
     read_json,
     read_mesh_ply,
@@ -34,7 +35,7 @@ from .io import (
     write_scene,
 )
 from .labels import CLASS_LABELS_PP
-from .mesh import vertex_normals
+from .mesh import vertex_normals, warn_degenerate
 from .preprocess import SceneJob
 from .superpoints import segment_mesh
 
@@ -134,28 +135,26 @@ def find_jobs(raw_root: str | os.PathLike, splits=("train", "val", "test")) -> l
 
 
 def _segment_ids(path: Path, n_vertices: int) -> np.ndarray:
-    seg = np.asarray(read_json(path, ("segIndices",))["segIndices"])
-    if seg.ndim != 1 or len(seg) != n_vertices or (len(seg) and seg.dtype.kind not in "iu"):
+    seg = int_array(read_json(path, ("segIndices",))["segIndices"], path, "segIndices")
+    if len(seg) != n_vertices:
         raise DataError(f"{path}: segIndices must be {n_vertices} integers (one per mesh vertex), "
-                        f"got shape {seg.shape} of {seg.dtype}")
+                        f"got {len(seg)}")
     if len(seg) and seg.min() < 0:
         raise DataError(f"{path}: segIndices must be >= 0")
-    return seg.astype(np.int64)
+    return seg
 
 
 def _check_group(group, g: int, source) -> tuple[str, int, np.ndarray]:
     keys = ("label", "objectId", "segments")
     if not isinstance(group, dict) or any(k not in group for k in keys):
-        raise DataError(f"{source}: segGroups[{g}] must have keys {list(keys)}")
-    label, object_id, segments = group["label"], group["objectId"], group["segments"]
-    segments = np.asarray(segments)
-    if not isinstance(label, str) or not isinstance(object_id, int) or segments.ndim != 1 or (
-            len(segments) and segments.dtype.kind not in "iu"):
+        raise DataError(f"{source}: segGroups[{g}] must be an object with keys {list(keys)}")
+    label, object_id = group["label"], group["objectId"]
+    if not isinstance(label, str) or type(object_id) is not int:
         raise DataError(f"{source}: segGroups[{g}] expected a string label, an integer objectId "
-                        "and a list of integer segment ids")
+                        f"and a list of integer segment ids (found {label!r}, {object_id!r})")
     if not -(2**15) <= object_id < 2**15:
         raise DataError(f"{source}: segGroups[{g}] objectId {object_id} does not fit int16")
-    return label, object_id, segments.astype(np.int64)
+    return label, object_id, int_array(group["segments"], source, f"segGroups[{g}] segments")
 
 
 def _concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -219,7 +218,7 @@ def annotate_vertices(
 def process(job: SceneJob) -> dict[str, np.ndarray]:
     """Arrays of one processed ScanNet++ scene (REFERENCE_SPEC 1.2 steps 1-4)."""
     scans = Path(job.source)
-    mesh = read_mesh_ply(scans / MESH_FILE)
+    mesh = read_mesh_ply(scans / MESH_FILE)  # refuses NaN / infinite vertices
     arrays = {
         "coord": mesh.vertices.astype(np.float32),
         # The reference reads colours through Open3D (c / 255 as float64) and stores
@@ -232,11 +231,13 @@ def process(job: SceneJob) -> dict[str, np.ndarray]:
         "superpoint": segment_mesh(mesh.vertices, mesh.faces, 0.01, 20),
         "scene_id": np.array(job.name),
     }
+    warn_degenerate(scans / MESH_FILE, mesh.vertices, mesh.faces, arrays["superpoint"])
     if job.split != "test":  # test scenes ship without annotation files
         seg_indices = _segment_ids(scans / SEGMENTS_FILE, len(mesh.vertices))
         groups = read_json(scans / ANNO_FILE, ("segGroups",))["segGroups"]
         if not isinstance(groups, list):
-            raise DataError(f"{scans / ANNO_FILE}: segGroups must be a list")
+            raise DataError(f"{scans / ANNO_FILE}: segGroups must be a list of groups, "
+                            f"found {type(groups).__name__}")
         label_index = job.options.get("label_index", {})
         arrays["segment"], arrays["instance"] = annotate_vertices(
             seg_indices, groups, label_index, source=scans / ANNO_FILE)

@@ -8,16 +8,20 @@ a mesh, its kNN-graph variant on a point cloud (:mod:`lassm.data.superpoints`).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from plyfile import PlyData
 
 from .io import DataError, read_mesh_ply
+from .mesh import warn_degenerate
 from .superpoints import segment_mesh, segment_points
 
 SCAN_SUFFIXES = (".ply", ".pcd", ".npy")
 GREY = 128  # colour of scans without colour, and of points in no instance
+MILLIMETRE_EXTENT = 100.0  # metres: a room or tabletop scan wider than this is likely in millimetres
+MAX_EXTENT = 10_000.0  # metres: wider scans are refused (no indoor scene; the voxel grid overflows)
 
 # ----------------------------------------------------------------------------- reading a scan
 
@@ -42,8 +46,18 @@ def _ply_vertex_properties(path: Path) -> list[str]:
 def _read_ply(path: Path) -> dict:
     """A PLY mesh or cloud; colour is optional (read_mesh_ply requires it, so read xyz ourselves)."""
     if {"red", "green", "blue"} <= set(_ply_vertex_properties(path)):
-        mesh = read_mesh_ply(path, require_faces=False)
+        mesh = read_mesh_ply(path, require_faces=False, finite=False)  # read_scan drops / refuses NaN
         return {"coord": mesh.vertices, "color": mesh.colors, "faces": mesh.faces, "has_color": True}
+    try:
+        return _read_ply_xyz(path)
+    except DataError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as err:  # odd property types
+        raise DataError(f"{path}: unexpected PLY vertex or face layout ({type(err).__name__}: {err}); "
+                        "expected float x, y, z and int triangle lists") from err
+
+
+def _read_ply_xyz(path: Path) -> dict:
     try:
         ply = PlyData.read(str(path))
         vertex = ply["vertex"].data
@@ -54,9 +68,12 @@ def _read_ply(path: Path) -> dict:
     faces = np.zeros((0, 3), np.int64)
     if "face" in [e.name for e in ply.elements] and len(ply["face"].data):
         lists = ply["face"].data[ply["face"].data.dtype.names[0]]
-        if any(len(f) != 3 for f in lists):
+        if lists.dtype != object or any(np.ndim(f) != 1 or len(f) != 3 for f in lists):
             raise DataError(f"{path}: only triangle faces are supported")
-        faces = np.stack(lists).astype(np.int64)  # (M, 3)
+        faces = np.stack(lists)
+        if faces.dtype.kind not in "iu":
+            raise DataError(f"{path}: face lists must hold integer vertex indices, found {faces.dtype}")
+        faces = faces.astype(np.int64)  # (M, 3)
         if faces.min() < 0 or faces.max() >= len(coord):
             raise DataError(f"{path}: face indices outside 0..{len(coord) - 1}")
     return {"coord": coord, "color": None, "faces": faces, "has_color": False}
@@ -82,14 +99,33 @@ def _read_npy(path: Path) -> dict:
     coord = array[:, :3].astype(np.float32)
     if array.shape[1] == 3:
         return {"coord": coord, "color": None, "faces": None, "has_color": False}
-    color = array[:, 3:].astype(np.float64)
+    color = array[:, 3:].astype(np.float64)  # (N, 3)
     finite = np.isfinite(coord).all(axis=1)
-    if len(color[finite]) and (not np.isfinite(color[finite]).all() or color[finite].min() < 0
-                               or color[finite].max() > 255):
+    kept = color[finite]
+    if len(kept) and (not np.isfinite(kept).all() or kept.min() < 0 or kept.max() > 255):
         raise DataError(f"{path}: colour columns 3..5 must be finite and in 0..255 (got range "
-                        f"{np.nanmin(color):g}..{np.nanmax(color):g}); scale 0..1 colours by 255")
-    return {"coord": coord, "color": np.clip(np.nan_to_num(color), 0, 255).astype(np.uint8),
-            "faces": None, "has_color": True}
+                        f"{np.nanmin(kept):g}..{np.nanmax(kept):g})")
+    if array.dtype.kind == "f" and len(kept) and kept.max() <= 1 and kept.max() > 0:
+        # float colours all within 0..1 are Open3D-style fractions; as 0..255 they would be black
+        warnings.warn(f"{path}: colours (columns 3..5) are all within 0..1; reading them as 0..1 "
+                      "fractions and scaling by 255 (save 0..255 values to avoid this guess)", stacklevel=3)
+        color = np.round(color * 255)
+    color = np.clip(np.nan_to_num(color), 0, 255).astype(np.uint8)
+    return {"coord": coord, "color": color, "faces": None, "has_color": True}
+
+
+def check_extent(path, coord: np.ndarray) -> None:
+    """Refuse scans wider than ``MAX_EXTENT`` and warn above ``MILLIMETRE_EXTENT`` (finite rows only)."""
+    coord = coord[np.isfinite(coord).all(axis=1)]
+    if len(coord) == 0:
+        return
+    extent = float((coord.astype(np.float64).max(0) - coord.min(0)).max())  # metres along the widest axis
+    if extent > MAX_EXTENT:
+        raise DataError(f"{path}: the scan is {extent:.4g} m across, more than {MAX_EXTENT:g} m; expected "
+                        "coordinates in metres (millimetres? divide by 1000)")
+    if extent > MILLIMETRE_EXTENT:
+        warnings.warn(f"{path}: the scan is {extent:.4g} m across, which looks like millimetres; divide "
+                      "the coordinates by 1000 if so (the model expects metres)", stacklevel=3)
 
 
 def read_raw(path: str | Path) -> dict:
@@ -106,6 +142,7 @@ def read_raw(path: str | Path) -> dict:
     n = len(scan["coord"])
     if n == 0:
         raise DataError(f"{path}: the scan has no points")
+    check_extent(path, scan["coord"])
     if not scan["has_color"]:
         scan["color"] = np.full((n, 3), GREY, np.uint8)
     return {**scan, "grid_shape": scan.get("grid_shape"), "point_index": np.arange(n), "num_input": n}
@@ -170,6 +207,7 @@ def load_scan(path: str | Path, scan_cfg, frame: str | None = None, viewpoint=No
     if frame == "dataset":
         scan = read_scan(path)
         superpoint = scan_superpoints(scan, viewpoint, scan_cfg)
+        warn_degenerate(path, scan["coord"], scan["faces"], superpoint)
         return {**scan, "superpoint": superpoint, "source_coord": scan["coord"], "plane": None,
                 "kind": "mesh" if scan["faces"] is not None else "cloud"}
     from .singleview import process_single_view

@@ -35,7 +35,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
 
+from ..cli import run_command
 from .io import DataError, read_mesh_ply, write_json
+from .mesh import warn_degenerate
 from .stdsort import std_argsort
 
 _ONE = np.float32(1.0)
@@ -328,6 +330,7 @@ def segment_mesh_file(mesh_path, out=None, k_thresh: float = 0.01,
     """
     mesh = read_mesh_ply(mesh_path, require_faces=True)
     ids = segment_mesh(mesh.vertices, mesh.faces, k_thresh, seg_min_verts)
+    warn_degenerate(mesh_path, mesh.vertices, mesh.faces, ids)
     out = Path(out) if out is not None else segs_json_path(mesh_path, k_thresh)
     params = {"kThresh": float(f"{float(np.float32(k_thresh)):g}"),
               "segMinVerts": int(seg_min_verts)}
@@ -351,16 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--k-thresh: expected a finite number >= 0, got {args.k_thresh}")
     if args.seg_min_verts < 0:
         parser.error(f"--seg-min-verts: expected an integer >= 0, got {args.seg_min_verts}")
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> None:
     try:
         out = segment_mesh_file(args.mesh, args.out, args.k_thresh, args.seg_min_verts)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f"error: cannot write {args.out or 'the segs JSON'}: {err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # DataError (bad mesh) is a ValueError and passes through with its own message
+        raise ValueError(f"cannot write {args.out or 'the segs JSON'}: {err}") from err
     print(f"Segmentation written to {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 from pypcd4 import Encoding, PointCloud
 from tqdm.auto import tqdm
 
+from ..cli import run_command
 from . import depth_camera as cam
 from . import tabletop_shapes as shapes
 from .io import DataError, atomic_path
@@ -424,7 +426,7 @@ def find_jobs(raw_root: str | os.PathLike, instance_view: str = "object") -> lis
     return [SceneJob(p.stem, p.parent.name, p, {"instance_view": instance_view}) for p in files]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write synthetic Kinect tabletop frames (mOSD format).")
     parser.add_argument("raw_root", type=Path, help="frames go to RAW_ROOT/<split>/<prefix><i>.pcd")
     parser.add_argument("--count", type=int, required=True, help="number of frames")
@@ -434,10 +436,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--prefix", default="tt", help="file name prefix")
     args = parser.parse_args(argv)
-    cfg = clutter_config() if args.clutter else TabletopConfig()
-    paths = write_scenes(args.raw_root, args.count, args.seed, args.split, cfg, args.workers, args.prefix)
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> None:
+    paths = write_scenes(args.raw_root, args.count, args.seed, args.split,
+                         clutter_config() if args.clutter else TabletopConfig(), args.workers, args.prefix)
     print(f"{len(paths)} frames in {args.raw_root / args.split}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

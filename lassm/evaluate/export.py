@@ -23,13 +23,14 @@ result of :class:`lassm.evaluate.ap.InstanceEvaluator` and each scene's own AP, 
 from __future__ import annotations
 
 import argparse
-import sys
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..cli import run_command
 from ..config import Config
 from ..data.dataset import SceneDataset
 from ..data.io import DataError
@@ -37,7 +38,7 @@ from ..data.labels import CLASS_LABELS_20, CLASS_LABELS_200, VALID_CLASS_IDS_20,
 from ..inference import gt_instances, has_labels, load_model, predict_arrays
 from ..model import LaSSM, Prediction
 from .ap import InstanceEvaluator
-from .formats import benchmark_classes, write_gt, write_predictions
+from .formats import MASK_FOLDER, benchmark_classes, write_gt, write_predictions
 
 # the benchmark class list of each data preset (synthetic rooms carry ScanNet20 labels)
 BENCHMARK_OF = {"synthetic": "scannet20", "scannet": "scannet20", "scannet200": "scannet200",
@@ -146,9 +147,23 @@ def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device:
             done["skipped"].append(name)  # the scene file is written last: its masks are complete
             continue
         arrays = scene_arrays(dataset, i)
-        write_scene(out, name, arrays, predict_arrays(model, cfg, arrays, device), cfg)
+        pred = predict_arrays(model, cfg, arrays, device)
+        remove_scene_predictions(out / "predictions", name)  # a rerun with fewer masks leaves none stale
+        write_scene(out, name, arrays, pred, cfg)
         done["written"].append(name)
     return done
+
+
+def remove_scene_predictions(pred_dir: Path, name: str) -> None:
+    """Delete a scene's prediction file (first: it must never point at deleted masks) and its mask files
+    ``predicted_masks/<name>_<k>.txt``; another scene's masks (``<name>_001_000.txt``) are not matched."""
+    (pred_dir / f"{name}.txt").unlink(missing_ok=True)
+    own = re.compile(rf"{re.escape(name)}_\d+\.txt")
+    masks = pred_dir / MASK_FOLDER
+    if masks.is_dir():
+        for path in masks.iterdir():
+            if own.fullmatch(path.name):
+                path.unlink()
 
 
 def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.device,
@@ -193,23 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--preset", default=None, help="for a checkpoint without a stored config")
     parser.add_argument("--variant", default=None, help="with --preset: -3 or -0")
-    parser.add_argument("--overwrite", action="store_true", help="redo scenes already exported")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo scenes already exported (their old mask files are removed first)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow unpickling a legacy checkpoint; only for files from a source you trust")
     args = parser.parse_args(argv)
-    try:
-        model, cfg = load_model(args.checkpoint, args.preset, args.variant, args.device)
-        device = next(model.parameters()).device
-        done = export_split(model, cfg, args.split, args.out, device, args.data_root, args.max_scenes,
-                            args.overwrite)
-    except (DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> None:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out: {out} is a file; expected a folder for predictions/ and gt/")
+    if args.max_scenes < 0:
+        raise ValueError(f"--max-scenes: expected 0 (all) or a positive number, got {args.max_scenes}")
+    model, cfg = load_model(args.checkpoint, args.preset, args.variant, args.device,
+                            trusted=args.trust_checkpoint)
+    device = next(model.parameters()).device
+    done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite)
     print(f"{len(done['written'])} scenes written, {len(done['skipped'])} already there: "
           f"{out / 'predictions'}")
     if (out / "gt").is_dir():
         print(f"score them: python -m lassm.evaluate --pred {out / 'predictions'} --gt {out / 'gt'} "
               f"--classes {benchmark_name(cfg)}")
-    return 0
 
 
 if __name__ == "__main__":

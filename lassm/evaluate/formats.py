@@ -47,11 +47,13 @@ import argparse
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..cli import check_output_file, run_command
 from ..data.io import DataError, atomic_path
 from ..data.labels import (
     CLASS_LABELS_20,
@@ -202,8 +204,10 @@ def read_ints(path) -> np.ndarray:
         raise BenchmarkFileError(f"{path}: expected one integer per line") from None
 
 
-def read_mask(path, num_vertices: int) -> np.ndarray:
-    """(N,) bool mask from a mask file; one 0/1 per GT vertex."""
+def read_mask(path, num_vertices: int, gt_file=None) -> np.ndarray:
+    """(N,) bool mask from a mask file; one 0/1 per GT vertex. A mask longer than the scene's
+    ``gt_file`` (when given) blames the GT file: the masks come from the scene, a short GT file is the
+    usual culprit (truncated, or of another scene)."""
     path = Path(path)
     data = None
     try:
@@ -215,6 +219,10 @@ def read_mask(path, num_vertices: int) -> np.ndarray:
             and (data[0::2] >= 48).all():
         return data[0::2] == 49
     values = read_ints(path)
+    if gt_file is not None and len(values) > num_vertices:
+        raise BenchmarkFileError(f"{gt_file}: {num_vertices} lines (one per vertex), shorter than the "
+                                 f"scene's mask {path} with {len(values)} lines; is the GT file truncated "
+                                 f"or of another scene?")
     if len(values) != num_vertices:
         raise BenchmarkFileError(f"{path}, line {min(len(values), num_vertices) + 1}: expected "
                                  f"{num_vertices} lines (one per GT vertex), got {len(values)}")
@@ -273,6 +281,16 @@ def scene_files(pred_dir, gt_dir) -> list[tuple[str, Path, Path]]:
     return out
 
 
+def missing_predictions(pred_dir, gt_dir) -> list[str]:
+    """Scenes with a GT file in ``gt_dir`` but no prediction file in ``pred_dir``, sorted (the benchmark
+    scores only the scenes that have predictions, so these would silently drop out)."""
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    if not gt_dir.is_dir():
+        return []
+    return sorted(p.name[:-4] for p in gt_dir.iterdir()
+                  if p.name.endswith(".txt") and p.is_file() and not (pred_dir / p.name).is_file())
+
+
 # ------------------------------------------------------------------------------- evaluation
 
 
@@ -310,7 +328,7 @@ def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_lab
                 raise BenchmarkFileError(f"{pred_file}, line {line}: mask file {mask_path} is also used by "
                                          f"{owner[mask_path]}; each scene needs its own mask files")
             owner[mask_path] = pred_file
-            masks.append(read_mask(mask_path, len(gt_ids)))
+            masks.append(read_mask(mask_path, len(gt_ids), gt_file))
             scores.append(confidence)
             pred_classes.append(index[label_id])
         pred_masks = np.stack(masks) if masks else np.zeros((0, len(gt_ids)), dtype=bool)  # (K, N)
@@ -348,7 +366,7 @@ def _json_safe(obj):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes ...] [--json OUT.json]`."""
+    """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes ...] [--json OUT.json] [--strict]`."""
     parser = argparse.ArgumentParser(prog="python -m lassm.evaluate",
                                      description="ScanNet instance benchmark AP on the official file layout.")
     parser.add_argument("--pred", required=True, help="folder of <scene>.txt prediction files")
@@ -357,14 +375,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--skip-unknown-labels", action="store_true",
                         help="also skip label ids the dataset does not define (as the official script)")
+    parser.add_argument("--strict", action="store_true",
+                        help="GT scenes without a prediction file are an error (default: a warning)")
     args = parser.parse_args(argv)
-    try:
-        results = evaluate_benchmark(args.pred, args.gt, args.classes,
-                                     "skip" if args.skip_unknown_labels else "error")
-    except ValueError as err:
-        parser.exit(2, f"error: {err}\n")
+    return run_command(lambda: _command(args))
+
+
+def _command(args) -> None:
+    if args.json:
+        check_output_file(args.json, "--json")  # before scoring, which can take minutes
+    missing = missing_predictions(args.pred, args.gt)
+    if missing:
+        text = (f"{len(missing)} scene(s) in {args.gt} have no prediction file in {args.pred}: "
+                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
+        if args.strict:
+            raise BenchmarkFileError(f"{text} (--strict)")
+        print(f"warning: {text}; they are not scored (--strict makes this an error)", file=sys.stderr)
+    results = evaluate_benchmark(args.pred, args.gt, args.classes,
+                                 "skip" if args.skip_unknown_labels else "error")
     print(format_results(results))
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(_json_safe(results), indent=2) + "\n")
-    return 0
+

@@ -3,8 +3,14 @@ elsewhere into our modules.
 
 :func:`read_checkpoint` is the one loader of every checkpoint in lassm (ours, the authors', Mask3D's):
 ``torch.load(weights_only=True)``, which rebuilds tensors, numbers, strings and containers and never
-runs code from the file, so a checkpoint downloaded from anywhere is safe to open.
-:func:`save_checkpoint` writes one atomically (an interrupted write leaves the old file).
+runs code from the file, so a checkpoint downloaded from anywhere is safe to open. Beyond torch's
+own allowlist it accepts numpy scalars (:data:`NUMPY_SCALARS`): the authors' Pointcept checkpoints
+store ``best_metric_value`` as one; everything else in them (``epoch``, the ``state_dict``, AdamW's
+state, the PolyLR/OneCycleLR scheduler state, the GradScaler state or None) is plain already. A file
+that needs more is refused unless the caller opts in with ``trusted=True`` (``--trust-checkpoint``).
+:func:`save_checkpoint` writes one atomically (an interrupted write leaves the old file), optionally
+keeping the file it replaces; :func:`plain` turns metrics into the plain types such files hold;
+:func:`read_newest` falls back to an older file; :class:`RunLock` keeps a second run out of the folder.
 
 SpUNet-v2m1 needs no conversion: :class:`lassm.model.SpUNet` has the reference's module
 names and spconv's weight layout, so the authors' ``backbone.*`` entries load as they are.
@@ -31,10 +37,15 @@ MinkowskiEngine matrix.
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import socket
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..data.io import DataError, atomic_path
@@ -42,33 +53,190 @@ from ..data.io import DataError, atomic_path
 _BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
+def _numpy_scalar_globals() -> list:
+    """What unpickling a numpy scalar needs: its reconstructor (under numpy 2's module name and numpy 1's,
+    which files written with numpy 1 carry), ``numpy.dtype`` and the numeric dtype classes. None of
+    them builds anything but a number."""
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    codes = "?bhilqBHILQefdg"  # bool, signed and unsigned integers, floats
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            np.dtype, *{type(np.dtype(c)) for c in codes}]
+
+
+NUMPY_SCALARS = _numpy_scalar_globals()  # allowed on top of torch's weights_only allowlist
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", trusted: bool = False):
     """A checkpoint file's contents, loaded as data only (never code); DataError names the file otherwise.
 
-    A file that needs Python objects beyond tensors and plain data (a pickled class, a function) is
-    refused rather than unpickled: such a file can run arbitrary code when opened.
+    A file that needs Python objects beyond tensors, plain data and numpy scalars (a pickled class, a
+    function) is refused rather than unpickled: such a file can run arbitrary code when opened.
+    ``trusted=True`` is the explicit opt-in for such legacy files from a source you trust: a full
+    unpickle (``weights_only=False``), announced on stderr.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        if trusted:
+            print(f"warning: {path}: opened as a trusted checkpoint (full unpickling, weights_only=False); "
+                  f"a malicious file can run code now", file=sys.stderr, flush=True)
+            return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_SCALARS):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: holds Python objects other than tensors and plain data ({first[:200]}); "
-                        f"lassm opens checkpoints as data only and will not unpickle code from a file. "
-                        f"Re-save its state_dict with torch.save(...) in a trusted session.") from err
+        if trusted:
+            raise DataError(f"{path}: not a readable torch checkpoint ({str(err)[:200]})") from err
+        unsafe = _unsafe_globals(path)
+        raise DataError(f"{path}: holds Python objects other than tensors and plain data"
+                        f"{f' ({unsafe})' if unsafe else ''}; lassm opens checkpoints as data only and will "
+                        f"not unpickle code from a file. If you trust where it came from, opt in with "
+                        f"--trust-checkpoint (trusted=True in Python), or re-save its state_dict with "
+                        f"torch.save(...) in a trusted session.") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, struct.error, zipfile errors, ...
         raise DataError(f"{path}: not a readable torch checkpoint, truncated or corrupt "
                         f"({type(err).__name__}: {str(err)[:200]})") from err
 
 
-def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` with torch.save atomically: readers see the old file or the whole new one."""
+def _unsafe_globals(path: Path) -> str:
+    """The names the refused file asks for (found without unpickling it), for the error message."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - only a hint for the message
+        return ""
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def plain(value):
+    """``value`` with numpy/torch scalars and arrays turned into Python numbers and lists, recursively
+    through dicts (keys too), lists and tuples: what a checkpoint we write holds (weights_only reads it)."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray) or torch.is_tensor(value):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def save_checkpoint(obj: dict, path: str | Path, previous: str | Path | None = None) -> Path:
+    """Write ``obj`` with torch.save atomically: readers see the old file or the whole new one.
+
+    previous: where the file being replaced is kept (``model_prev.pth``), moved there only once the new
+    file is completely written, so a crash leaves either the old pair or the new one.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+        if previous is not None and path.is_file():
+            os.replace(path, previous)
     return path
+
+
+def read_newest(paths: list[Path], map_location: str | torch.device = "cpu", tidy: bool = False):
+    """(contents, path) of the first readable checkpoint of ``paths`` (newest first, e.g. ``model_last.pth``
+    then ``model_prev.pth``); None when none exists; DataError naming them all when none can be read.
+
+    An unreadable file (truncated by a crash or a full disk, or refused as code) is skipped with a note;
+    with ``tidy`` it is renamed to ``<name>.unreadable`` once an older one was read, so that the next
+    rotation does not push the good previous file out for it.
+    """
+    paths, errors = [Path(p) for p in paths], {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            blob = read_checkpoint(path, map_location=map_location)
+        except DataError as err:
+            errors[path] = str(err)
+            print(f"note: {err}; trying the previous checkpoint", file=sys.stderr, flush=True)
+            continue
+        for bad in errors if tidy else ():
+            os.replace(bad, bad.with_name(bad.name + ".unreadable"))
+            print(f"note: {bad} set aside as {bad.name}.unreadable", file=sys.stderr, flush=True)
+        return blob, path
+    if errors:
+        raise DataError(f"none of {', '.join(map(str, paths))} can be read: {'; '.join(errors.values())}")
+    return None
+
+
+def restore(paths: list[Path], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler,
+            model_config: dict, map_location: str | torch.device = "cpu", tidy: bool = False) -> dict | None:
+    """Resume a run: the newest readable checkpoint of ``paths`` (:func:`read_newest`) loaded into the
+    model, optimiser and loss scaler; returns its training state, None when there is no checkpoint yet.
+
+    ValueError when it was written by another model config; DataError naming every file when none of
+    them can be read.
+    """
+    try:
+        found = read_newest(paths, map_location, tidy)
+    except DataError as err:
+        raise DataError(f"{err}. Set train.resume=False to start over (or use another "
+                        f"train.experiment)") from err
+    if found is None:
+        return None
+    ckpt, path = found
+    if ckpt.get("config", {}).get("model") != model_config:
+        raise ValueError(f"{path}: was written by a different model config; use another "
+                         f"train.experiment or set train.resume=False")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    return ckpt["state"]
+
+
+class RunLock:
+    """``<run_dir>/train.lock`` (pid and host, created atomically with O_EXCL) while a run writes its
+    checkpoints into the folder: a second run there would rotate ``model_last``/``model_prev`` under the
+    first one's feet, so it refuses to start. A lock left by a process no longer alive on this host is
+    taken over with a note. Removed when the run ends, also on an exception."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.path, self.enabled, self.host = Path(run_dir) / "train.lock", enabled, socket.gethostname()
+
+    def owner(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):  # vanished, or its creator has not written it yet
+            return {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                owner = self.owner()
+                pid, host = owner.get("pid"), owner.get("host")
+                if not (host == self.host and isinstance(pid, int) and not _alive(pid)):
+                    raise ValueError(f"{self.path}: another run (pid {pid} on {host}) is training into "
+                                     f"{self.path.parent}; wait for it or stop it, or use another train."
+                                     f"experiment (delete the lock only if that process is gone)") from None
+                print(f"note: {self.path}: taking over the stale lock of pid {pid}, which is no longer "
+                      f"running", file=sys.stderr, flush=True)
+                self.path.unlink(missing_ok=True)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": self.host}, f)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled and self.owner().get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def minkowski_kernel_to_spconv(kernel: torch.Tensor) -> torch.Tensor:
@@ -109,13 +277,15 @@ def minkowski_to_lassm(state_dict: dict, prefix: str = "") -> dict:
     return out
 
 
-def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: str = "backbone.") -> None:
+def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: str = "backbone.",
+                            trusted: bool = False) -> None:
     """Load a Mask3D/MinkowskiEngine checkpoint into :class:`~lassm.model.Res16UNet34C`, strictly.
 
     Unlike the reference's silent non-strict load (spec 11.2.12), a file whose keys do not
-    match (for example prefixed ``unet.`` instead of ``backbone.``) is an error.
+    match (for example prefixed ``unet.`` instead of ``backbone.``) is an error. ``trusted``: see
+    :func:`read_checkpoint`.
     """
-    blob = read_checkpoint(path)
+    blob = read_checkpoint(path, trusted=trusted)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state_dict (or a dict with 'state_dict')")
@@ -167,18 +337,19 @@ def strip_prefixes(state_dict: dict, prefixes: tuple[str, ...] = WRAPPER_PREFIXE
 
 
 def load_lassm_checkpoint(model: torch.nn.Module, source, skip_keys: tuple[str, ...] = (),
-                          strict: bool = False) -> LoadReport:
+                          strict: bool = False, trusted: bool = False) -> LoadReport:
     """Load a Pointcept-format LaSSM checkpoint (the authors' released ``model_best.pth``) or ours.
 
     source: a path, or an already loaded checkpoint / state_dict. Wrapper prefixes (``module.``
     from DDP and the like) are stripped; entries whose key contains any of ``skip_keys`` are
     dropped (the reference's ScanNet++ loader skips ``sp_seg_head.2`` and ``out_cls.2``, the only
     class-count-dependent layers, spec 10.2). Shapes must match. Returns what was missing and
-    unexpected; ``strict=True`` turns either into an error instead.
+    unexpected; ``strict=True`` turns either into an error instead. A path is read as data only unless
+    ``trusted`` (:func:`read_checkpoint`).
     """
     name = str(source) if isinstance(source, (str, Path)) else "checkpoint"
     if isinstance(source, (str, Path)):
-        source = read_checkpoint(source)
+        source = read_checkpoint(source, trusted=trusted)
     state = strip_prefixes(_state_dict_of(source, name))
     skipped = sorted(k for k in state if any(s in k for s in skip_keys))
     state = {k: v for k, v in state.items() if k not in set(skipped)}

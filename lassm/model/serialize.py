@@ -21,6 +21,17 @@ import torch
 
 ORDERS = ("hilbert", "hilbert-trans", "z", "z-trans")
 MAX_DEPTH = 20  # 3 * depth code bits plus the batch bit 1 << 3 * depth must fit in a signed int64
+# Cells are clamped here before the cast to int64 (a float beyond int64's range casts to an arbitrary
+# value, a negative index): a larger extent then reads as too deep and is refused by name.
+_CELL_LIMIT = float(1 << (MAX_DEPTH + 1))
+_NONFINITE = ("query positions hold NaN or inf, so they have no place on the serialization curve "
+              "(the model's outputs diverged)")
+
+
+class PositionOverflow(ValueError, FloatingPointError):
+    """Positions with no integer cell on the curve: NaN/inf, or further apart than MAX_DEPTH bits allow.
+    A ValueError for a bad ``grid_size``; also a FloatingPointError, because in training it means the
+    outputs diverged, and the trainer stops such a run as it stops a non-finite loss."""
 
 
 def _check_grid(grid: torch.Tensor, depth: int) -> None:
@@ -94,13 +105,15 @@ def _grid_and_depth(pos: torch.Tensor, grid_size: float) -> tuple[torch.Tensor, 
         raise ValueError(f"pos must be a floating-point tensor of metres, got dtype {pos.dtype}")
     if not (math.isfinite(grid_size) and grid_size > 0):
         raise ValueError(f"grid_size must be a finite positive number of metres, got {grid_size}")
+    if not bool(torch.isfinite(pos).all()):
+        raise PositionOverflow(_NONFINITE)
     u = pos - pos.min(dim=0).values  # (Q, 3) >= 0
     if grid_size != 1.0:  # the reference never divides (1-m grid, REFERENCE_SPEC 11.1 item 1)
         u = u / grid_size
-    grid = u.to(torch.int64)  # (Q, 3) truncation toward zero
+    grid = u.clamp_max(_CELL_LIMIT).to(torch.int64)  # (Q, 3) truncation toward zero
     depth = max(int(grid.max()).bit_length(), 1)  # d = 0 is treated as 1
     if depth > MAX_DEPTH:
-        raise ValueError(
+        raise PositionOverflow(
             f"pos extent / grid_size needs {depth} bits per axis, at most {MAX_DEPTH} are supported; "
             f"increase grid_size (got {grid_size})"
         )
@@ -217,21 +230,27 @@ def batched_orders(pos: torch.Tensor, valid: torch.Tensor | None, orders, grid_s
     num_scenes, num_query, _ = pos.shape
     if valid is None:
         valid = torch.ones(pos.shape[:2], dtype=torch.bool, device=pos.device)
+    finite = (torch.isfinite(pos).all(-1) | ~valid).all()  # (,) NaN/inf would cast to a negative cell
+    pos = pos.nan_to_num(0.0, 0.0, 0.0)  # their codes are never used: the check below raises first
     lo = pos.masked_fill(~valid[..., None], math.inf).amin(1, keepdim=True)  # (B, 1, 3) per-scene minimum
     u = pos - lo
     if grid_size != 1.0:  # the reference never divides (1-m grid, REFERENCE_SPEC 11.1 item 1)
         u = u / grid_size
-    grid = u.to(torch.int64).masked_fill(~valid[..., None], 0)  # (B, Q, 3) truncation toward zero
+    grid = u.clamp_max(_CELL_LIMIT).to(torch.int64).masked_fill(~valid[..., None], 0)  # (B, Q, 3) truncation
     depth = _bit_length(grid.amax((1, 2))).clamp_min(1)  # (B,) d = 0 is treated as 1
-    if _OVERFLOW:  # inside a CUDA graph: no host round trip; deeper scenes are flagged, not encoded
-        _OVERFLOW[-1].append((depth > TABLE_DEPTH).any())
+    if _OVERFLOW:  # inside a CUDA graph: no host round trip; deeper (or non-finite) scenes are flagged, and
+        # the caller's eager rerun raises for them
+        _OVERFLOW[-1].append((depth > TABLE_DEPTH).any() | ~finite)
         depth, deepest = depth.clamp_max(TABLE_DEPTH), TABLE_DEPTH
         grid = grid.clamp_max((1 << TABLE_DEPTH) - 1)
     else:
-        deepest = int(depth.max())  # the one synchronisation
+        deepest = int(torch.where(finite, depth.max(), -1))  # the one synchronisation; -1: not finite
+        if deepest < 0:
+            raise PositionOverflow(_NONFINITE)
     if deepest > MAX_DEPTH:
-        raise ValueError(f"pos extent / grid_size needs {deepest} bits per axis, at most {MAX_DEPTH} are "
-                         f"supported; increase grid_size (got {grid_size})")
+        raise PositionOverflow(f"pos extent / grid_size needs {deepest} bits per axis, at most {MAX_DEPTH} "
+                               f"are supported; increase grid_size (got {grid_size}) unless training "
+                               f"diverged")
     out = []
     for order in orders:
         g = grid

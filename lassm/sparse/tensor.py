@@ -9,9 +9,13 @@ the inverse convolution that upsamples back onto a downsampling's voxel set.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 BACKENDS = ("auto", "torch", "spconv")
+MAX_KEY = 2**62  # voxel keys (linear_keys, with kernel padding) must stay below this in int64
+KEY_PAD = 8  # padding margin the key-space check leaves for kernel radii and downsampling
 
 
 def spconv_available() -> bool:
@@ -60,12 +64,14 @@ class SparseTensor:
     @classmethod
     def from_voxels(cls, feats: torch.Tensor, coords: torch.Tensor,
                     spatial_shape: tuple[int, int, int] | None = None, batch_size: int | None = None,
-                    backend: str = "auto", check: bool = True) -> SparseTensor:
+                    backend: str = "auto", check: bool = True,
+                    voxel_size: float | None = None) -> SparseTensor:
         """Validate and wrap voxels.
 
         coords: (N, 4) integer ``[batch, x, y, z]`` with batch ids 0..B-1, every scene non-empty.
         spatial_shape: defaults to the coordinate maximum + 1 per axis.
         check: verify non-negative, in-shape, unique voxels (one sort; skip only for trusted input).
+        voxel_size: metres per voxel, only used to state the extent in metres in error messages.
         """
         if coords.dim() != 2 or coords.shape[1] != 4:
             raise ValueError(f"coords: expected shape (N, 4) [batch, x, y, z], got {tuple(coords.shape)}")
@@ -80,8 +86,11 @@ class SparseTensor:
             raise ValueError("coords: empty batch (no voxels)")
         if feats.device != coords.device:
             raise ValueError(f"feats on {feats.device} but coords on {coords.device}")
-        coords = coords.to(torch.int32).contiguous()
         lo, hi = coords.min(0).values.tolist(), coords.max(0).values.tolist()
+        if max(hi) >= 2**31:
+            raise ValueError(_too_large(f"coordinate maximum {hi[1:]} (batch id {hi[0]}) does not fit int32",
+                                        hi[1:], voxel_size))
+        coords = coords.to(torch.int32).contiguous()
         if min(lo) < 0:
             raise ValueError(f"coords: negative entries (minimum per column {lo}); batch ids and grid "
                              "coordinates must be >= 0 (shift the grid by its minimum first)")
@@ -90,6 +99,11 @@ class SparseTensor:
         spatial_shape = tuple(int(s) for s in spatial_shape)
         if len(spatial_shape) != 3:
             raise ValueError(f"spatial_shape: expected 3 sizes, got {spatial_shape}")
+        batches = max(hi[0] + 1, int(batch_size or 0))
+        cells = batches * math.prod(s + 2 * KEY_PAD for s in spatial_shape)  # Python ints: exact
+        if cells >= MAX_KEY:
+            raise ValueError(_too_large(f"{batches} x {spatial_shape} voxels exceed the int64 voxel keys",
+                                        spatial_shape, voxel_size))
         outside = [axis for axis in range(3) if hi[axis + 1] >= spatial_shape[axis]]
         if outside:
             raise ValueError(f"coords: maximum {hi[1:]} lies outside spatial_shape {spatial_shape} "
@@ -123,6 +137,14 @@ class SparseTensor:
     def __repr__(self) -> str:
         return (f"SparseTensor(voxels={len(self)}, channels={self.feats.shape[1]}, "
                 f"shape={self.spatial_shape}, batch={self.batch_size}, backend={self.backend})")
+
+
+def _too_large(reason: str, extent, voxel_size: float | None) -> str:
+    """The error for a cloud too large for the voxel grid, with its extent in voxels (and metres)."""
+    metres = "" if voxel_size is None else (
+        f" = {[round(e * voxel_size, 1) for e in extent]} m at a voxel size of {voxel_size:g} m")
+    return (f"coords: coordinates too large for the voxel grid: extent {list(extent)} voxels{metres}; "
+            f"{reason}. Check the scan's units (millimetres? divide by 1000) or crop it")
 
 
 def linear_keys(coords: torch.Tensor, spatial_shape, pad: int = 0) -> torch.Tensor:

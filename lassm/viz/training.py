@@ -1,4 +1,4 @@
-"""A training run's curves, from the records of its metrics.jsonl (:func:`lassm.train.read_metrics`)."""
+"""A training run's curves, from the records of its metrics.jsonl (:func:`lassm.runlog.read_metrics`)."""
 
 from __future__ import annotations
 

@@ -116,3 +116,93 @@ def test_written_files_are_readable_by_others(tmp_path):
     io.write_scene(tmp_path / "s", {"coord": np.zeros((1, 3))})
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o755
+
+
+def test_non_finite_vertices_refused(tmp_path):
+    mesh = small_mesh()
+    mesh.vertices[[1, 4]] = [np.nan, 0, np.inf]
+    io.write_mesh_ply(tmp_path / "nan.ply", mesh)
+    with pytest.raises(DataError, match=r"nan\.ply: 2 of 10 vertices have NaN or infinite coordinates"):
+        io.read_mesh_ply(tmp_path / "nan.ply")
+    kept = io.read_mesh_ply(tmp_path / "nan.ply", finite=False)  # for readers that drop them
+    assert np.isnan(kept.vertices[1, 0])
+
+
+def test_json_odd_inputs(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"deep\.json: not valid JSON"):
+        io.read_json(tmp_path / "deep.json")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match=r"bin\.json: not valid JSON"):
+        io.read_json(tmp_path / "bin.json")
+    (tmp_path / "utf16.json").write_bytes('{"a": 1}'.encode("utf-16"))
+    assert io.read_json(tmp_path / "utf16.json") == {"a": 1}
+
+
+@pytest.mark.parametrize("value, found", [
+    (None, "NoneType"), ({"a": 1}, "dict"), ([1, 2.5], "float64"), ([[1], [2, 3]], "list"),
+    ([True, False], "bool"), ([2**70], "object"), ([1, "2"], "<U21"),
+])
+def test_int_array_refuses_non_integers(value, found):
+    with pytest.raises(DataError, match=rf"f\.json: ids must be a list of integers \(found .*{found}"):
+        io.int_array(value, "f.json", "ids")
+    assert io.int_array([], "f.json", "ids").dtype == np.int64
+
+
+def _race(tmp_path, writers=4, rounds=15, timeout=60.0):
+    """Writers replace one scene over and over while a reader checks every load is one whole scene."""
+    import threading
+
+    scene = tmp_path / "split" / "s0"
+    io.write_scene(scene, {"coord": np.zeros((3, 3)), "color": np.zeros((3, 3))})
+    errors, seen, stop = [], set(), threading.Event()
+
+    def write(w):
+        try:
+            for r in range(rounds):
+                value = float(w * 1000 + r)
+                io.write_scene(scene, {"coord": np.full((50, 3), value), "color": np.full((50, 3), value)})
+        except Exception as err:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(err)
+
+    def read():
+        while not stop.is_set():
+            try:
+                arrays = io.load_scene(scene)
+                assert np.array_equal(arrays["coord"], arrays["color"]), "arrays from two writers"
+                seen.add(float(arrays["coord"].flat[0]))
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+                return
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    stop.set()
+    reader.join(timeout)
+    assert not any(t.is_alive() for t in [*threads, reader]), "writers did not finish in time"
+    return scene, errors, seen
+
+
+def test_concurrent_writers_keep_a_complete_scene(tmp_path):
+    scene, errors, seen = _race(tmp_path)
+    assert errors == []
+    final = io.load_scene(scene)
+    assert np.array_equal(final["coord"], final["color"]) and final["coord"].shape == (50, 3)
+    assert sorted(p.name for p in scene.parent.iterdir()) == ["s0"]  # no temporary folders left
+    assert len(seen) > 1  # the reader saw the scene change
+
+
+def test_concurrent_writers_without_atomic_exchange(tmp_path, monkeypatch):
+    """Filesystems without renameat2(RENAME_EXCHANGE): move aside and rename in, retrying races."""
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)
+    scene, errors, _ = _race(tmp_path)
+    # a reader may briefly find no scene between the two renames; writers must never fail
+    assert [e for e in errors if not isinstance(e, DataError | FileNotFoundError | AssertionError)] == []
+    final = io.load_scene(scene)
+    assert np.array_equal(final["coord"], final["color"]) and final["coord"].shape == (50, 3)
+    assert sorted(p.name for p in scene.parent.iterdir()) == ["s0"]

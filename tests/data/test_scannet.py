@@ -188,3 +188,50 @@ def test_empty_raw_root(tmp_path):
     (tmp_path / "raw/scannetv2-labels.combined.tsv").write_text("id\traw_category\tnyu40id\n")
     with pytest.raises(DataError, match=r"no scene folders under scans or scans_test"):
         find_jobs(tmp_path / "raw")
+
+
+def test_nan_vertices_refused(tmp_path):
+    make_raw_root(tmp_path / "raw")
+    ply = tmp_path / "raw/scans/scene0001_00/scene0001_00_vh_clean_2.ply"
+    mesh, _, _ = make_scene(tmp_path / "raw", "scene0001_00")
+    mesh.vertices[[3, 7]] = np.nan
+    write_mesh_ply(ply, mesh)
+    job = next(j for j in find_jobs(tmp_path / "raw") if j.name == "scene0001_00")
+    with pytest.raises(DataError, match=r"scene0001_00_vh_clean_2\.ply: 2 of 244 vertices have NaN"):
+        process(job)
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("agg", {"segGroups": {"0": {}}}, r"aggregation\.json: segGroups must be a list of groups, found dict"),
+    ("agg", {"segGroups": [[1, 2]]}, r"aggregation\.json: segGroups\[0\] must be an object with 'id'"),
+    ("agg", {"segGroups": [{"id": "a", "label": "chair", "segments": [7]}]},
+     r"aggregation\.json: segGroups\[0\] id must be an integer, found 'a'"),
+    ("agg", {"segGroups": [{"id": 1, "label": 3, "segments": [7]}]},
+     r"segGroups\[0\] label must be a string"),
+    ("agg", {"segGroups": [{"id": 1, "label": "chair", "segments": ["7"]}]},
+     r"aggregation\.json: segGroups\[0\] segments must be a list of integers"),
+    ("agg", {"segGroups": [{"id": 1, "label": "chair", "segments": 7}]},
+     r"segments must be a list of integers"),
+    ("segs", {"segIndices": None}, r"segs\.json: segIndices must be a list of integers \(found NoneType\)"),
+    ("segs", {"segIndices": [[1], [2, 3]]}, r"segs\.json: segIndices must be a list of integers"),
+    ("segs", {"segIndices": [1.5] * 244}, r"segs\.json: segIndices must be a list of integers"),
+])
+def test_malformed_annotation_json(tmp_path, file, content, message):
+    make_raw_root(tmp_path / "raw")
+    scene_dir = tmp_path / "raw/scans/scene0001_00"
+    path = scene_dir / ("scene0001_00.aggregation.json" if file == "agg"
+                        else "scene0001_00_vh_clean_2.0.010000.segs.json")
+    path.write_text(json.dumps(content))
+    job = next(j for j in find_jobs(tmp_path / "raw") if j.name == "scene0001_00")
+    with pytest.raises(DataError, match=message):
+        process(job)
+
+
+def test_degenerate_mesh_warns(tmp_path):
+    make_raw_root(tmp_path / "raw")
+    mesh, _, _ = make_scene(tmp_path / "raw", "scene0001_00")
+    mesh.vertices[:] = mesh.vertices[0]  # every face collapses to a point
+    write_mesh_ply(tmp_path / "raw/scans/scene0001_00/scene0001_00_vh_clean_2.ply", mesh)
+    job = next(j for j in find_jobs(tmp_path / "raw") if j.name == "scene0001_00")
+    with pytest.warns(UserWarning, match=r"scene0001_00_vh_clean_2\.ply: \d+ of \d+ faces have zero area"):
+        process(job)

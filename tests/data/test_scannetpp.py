@@ -383,3 +383,36 @@ def test_chunk_bad_inputs(tmp_path):
         scannetpp.chunk_scenes(tmp_path, chunk_range=(6,))
     with pytest.raises(DataError, match="grid_size"):
         scannetpp.chunk_scenes(tmp_path, grid_size=0)
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("segments.json", {"segIndices": None}, r"segments\.json: segIndices must be a list of integers"),
+    ("segments.json", {"segIndices": "0 1 2"}, r"segments\.json: segIndices must be a list of integers"),
+    ("segments_anno.json", {"segGroups": {"a": 1}}, r"segments_anno\.json: segGroups must be a list"),
+    ("segments_anno.json", {"segGroups": [[0]]}, r"segments_anno\.json: segGroups\[0\] must be an object"),
+    ("segments_anno.json", {"segGroups": [{"objectId": True, "label": "cup", "segments": [0]}]},
+     r"segGroups\[0\] expected a string label, an integer objectId"),
+    ("segments_anno.json", {"segGroups": [{"objectId": 1, "label": "cup", "segments": [[0], [0, 1]]}]},
+     r"segments_anno\.json: segGroups\[0\] segments must be a list of integers"),
+    ("segments_anno.json", {"segGroups": [{"objectId": 1, "label": "cup", "segments": None}]},
+     r"segGroups\[0\] segments must be a list of integers \(found NoneType\)"),
+])
+def test_malformed_annotation_json(tmp_path, file, content, message):
+    make_raw_root(tmp_path, {"train": ["s_a"]})
+    job = scannetpp.find_jobs(tmp_path, splits=("train",))[0]
+    (tmp_path / "data" / "s_a" / "scans" / file).write_text(json.dumps(content))
+    with pytest.raises(DataError, match=message):
+        scannetpp.process(job)
+
+
+def test_nan_mesh_vertices_refused(tmp_path):
+    make_raw_root(tmp_path, {"train": ["s_a"]})
+    job = scannetpp.find_jobs(tmp_path, splits=("train",))[0]
+    ply = tmp_path / "data" / "s_a" / "scans" / scannetpp.MESH_FILE
+    from lassm.data.io import read_mesh_ply
+
+    mesh = read_mesh_ply(ply)
+    mesh.vertices[0, 2] = np.inf
+    write_mesh_ply(ply, mesh)
+    with pytest.raises(DataError, match=r"mesh_aligned_0\.05\.ply: 1 of \d+ vertices have NaN or infinite"):
+        scannetpp.process(job)

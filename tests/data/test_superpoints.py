@@ -327,7 +327,7 @@ def test_cli_bad_input(tmp_path, capsys):
     truncated = tmp_path / "truncated.ply"
     truncated.write_bytes(good.read_bytes()[:-100])
     for path, words in ((faceless, "no faces"), (truncated, "truncated")):
-        assert main([str(path)]) == 1
+        assert main([str(path)]) == 2  # bad input: lassm.cli.BAD_INPUT
         err = capsys.readouterr().err
         assert str(path) in err and words in err
     assert not list(tmp_path.glob("*.json"))

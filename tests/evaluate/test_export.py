@@ -123,7 +123,7 @@ def test_export_command_writes_resumes_and_matches_evaluate_split(data_root, tmp
     assert same(row["AP50"], memory["overall"]["AP50"]) and same(row["AP"], memory["overall"]["AP"])
     for ours, theirs in (("AP", "ap"), ("AP50", "ap50"), ("AP25", "ap25")):
         assert same(memory["overall"][ours], files[theirs])
-    assert export.main([str(checkpoint), "--split", "nope", "--out", str(out), "--device", "cpu"]) == 1
+    assert export.main([str(checkpoint), "--split", "nope", "--out", str(out), "--device", "cpu"]) == 2
     assert "nope does not exist" in capsys.readouterr().err
 
 
@@ -145,3 +145,20 @@ def test_both_export_commands_and_the_package_names():
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "--max-scenes" in proc.stdout, proc.stderr
         assert "Warning" not in proc.stderr, proc.stderr  # runpy's "found in sys.modules" warning
+
+
+def test_overwrite_leaves_no_stale_masks(data_root, tmp_path):
+    cfg = tiny(data_root)
+    torch.manual_seed(0)
+    model = LaSSM(cfg.model).eval()
+    out = tmp_path / "bench"
+    (name,) = export.export_split(model, cfg, "val", out, "cpu")["written"]
+    masks = out / "predictions" / "predicted_masks"
+    (masks / f"{name}_999.txt").write_text("1\n")  # as left by an earlier export with more masks
+    (masks / f"{name}_001_000.txt").write_text("1\n")  # another scene's ("<name>_001") mask
+    assert export.export_split(model, cfg, "val", out, "cpu")["skipped"] == [name]
+    assert (masks / f"{name}_999.txt").is_file()  # a skipped scene is left alone
+    assert export.export_split(model, cfg, "val", out, "cpu", overwrite=True)["written"] == [name]
+    listed = {line.split(" ")[0] for line in (out / "predictions" / f"{name}.txt").read_text().splitlines()}
+    own = {f"predicted_masks/{p.name}" for p in masks.iterdir() if p.name != f"{name}_001_000.txt"}
+    assert own == listed and (masks / f"{name}_001_000.txt").is_file()

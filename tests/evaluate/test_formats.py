@@ -386,3 +386,46 @@ def test_cli_writes_json(scene, tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "lassm.evaluate", "--pred", str(pred), "--gt",
                            str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no ground truth" in proc.stderr
+
+
+def test_a_short_gt_file_is_blamed_with_both_lengths(scene):
+    pred, gt = scene
+    (pred / "s.txt").write_text("predicted_masks/m.txt 3 0.9\n")  # m.txt: 200 lines
+    gt_file(gt, "s", [3001] * 150)
+    with pytest.raises(BenchmarkFileError, match=r"s\.txt: 150 lines .*m\.txt with 200 lines") as err:
+        evaluate_benchmark(pred, gt)
+    assert str(err.value).startswith(str(gt / "s.txt"))
+    gt_file(gt, "s", [3001] * 250)  # a mask shorter than its GT file: the mask is the odd one out
+    with pytest.raises(BenchmarkFileError, match=r"m\.txt, line 201: expected 250 lines"):
+        evaluate_benchmark(pred, gt)
+
+
+def test_gt_scenes_without_predictions_warn_or_fail_with_strict(scene, capsys):
+    pred, gt = scene
+    (pred / "s.txt").write_text("predicted_masks/m.txt 3 0.9\n")
+    for name in ("t", "u"):
+        gt_file(gt, name, [3001] * 200)
+    args = ["--pred", str(pred), "--gt", str(gt)]
+    assert evaluate_main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 scene(s)" in err and "t, u" in err and "--strict" in err
+    assert evaluate_main([*args, "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 scene(s)") and "t, u" in err and "Traceback" not in err
+    (pred / "t.txt").write_text("")
+    (pred / "u.txt").write_text("")
+    assert evaluate_main([*args, "--strict"]) == 0 and "warning" not in capsys.readouterr().err
+
+
+def test_json_target_is_checked_before_scoring(scene, tmp_path, capsys, monkeypatch):
+    import lassm.evaluate.formats as formats
+
+    pred, gt = scene
+    (pred / "s.txt").write_text("predicted_masks/m.txt 3 0.9\n")
+    monkeypatch.setattr(formats, "evaluate_benchmark", lambda *a: pytest.fail("scored"))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for target, words in ((tmp_path, "is a folder"), (a_file / "res.json", "is a file, not a folder")):
+        assert evaluate_main(["--pred", str(pred), "--gt", str(gt), "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --json") and words in err and "Traceback" not in err

@@ -53,3 +53,20 @@ def test_backend_names():
         resolve_backend("cuda", "cpu")
     if spconv_available():
         assert resolve_backend("spconv", "cpu") == "spconv"
+
+
+def test_coordinates_too_large_for_the_grid():
+    """A cloud 1e6 m across at 2 cm voxels: a clear ValueError, not an overflow deep in a kernel map."""
+    feats = torch.zeros(2, 3)
+    far = 50_000_000  # 1e6 m / 0.02 m
+    coords = torch.tensor([[0, 0, 0, 0], [0, far, far, far]])
+    with pytest.raises(ValueError, match=r"coordinates too large for the voxel grid: extent \[50000001, "
+                                         r".* voxels = \[1000000.0, .*\] m at a voxel size of 0.02 m"):
+        SparseTensor.from_voxels(feats, coords, backend="torch", voxel_size=0.02)
+    huge = torch.tensor([[0, 0, 0, 0], [0, 2**33, 1, 1]])  # would wrap round in int32
+    with pytest.raises(ValueError, match=r"too large for the voxel grid.*does not fit int32"):
+        SparseTensor.from_voxels(feats, huge, backend="torch")
+    with pytest.raises(ValueError, match=r"too large for the voxel grid"):
+        SparseTensor.from_voxels(feats, coords // far, (2**40, 2**40, 2), backend="torch")
+    ok = torch.tensor([[0, 0, 0, 0], [0, 100_000, 100_000, 100_000]])  # 2 km at 2 cm: fits
+    assert SparseTensor.from_voxels(feats, ok, backend="torch").spatial_shape == (100_001,) * 3

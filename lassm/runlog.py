@@ -1,0 +1,56 @@
+"""A run's logs: ``metrics.jsonl`` (one JSON record per log step, epoch and validation), TensorBoard
+scalars under ``tb/`` and short console lines, written by training and read by notebooks and studies."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class Logger:
+    """metrics.jsonl lines, TensorBoard scalars and short console lines (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # TensorBoard is optional at run time
+                self.tb = None
+
+    def log(self, kind: str, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "step": step, **{k: round(float(v), 6) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{kind}/{k}", float(v), step)
+        shown = " ".join(f"{k} {float(v):.4g}" for k, v in values.items())
+        print(f"[{kind} step {step}] {shown}", flush=True)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of a run's metrics.jsonl (empty when the run has not logged yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_validation(run_dir: str | os.PathLike) -> dict:
+    """The run's last validation record (AP, AP50, AP25, epoch, step); ValueError if it has none."""
+    val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
+    if not val:
+        raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
+    return val[-1]
