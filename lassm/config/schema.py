@@ -37,10 +37,13 @@ class ScanConfig:
     # support_plane: the plane's normal must lie within this many degrees of the camera's up (-y); 60 covers
     # a camera held level and looking down at a table (mOSD: 34-44); raise it for views from straight above
     max_tilt_degrees: float = 60.0
+    warn_extent: float = 100.0  # metres: a scan of your own wider than this warns (millimetres?)
 
     def __post_init__(self):
         if self.frame not in ("dataset", "support_plane"):
             raise ValueError(f"data.scan.frame: expected 'dataset' or 'support_plane', got {self.frame!r}")
+        if not self.warn_extent > 0:
+            raise ValueError(f"data.scan.warn_extent: expected metres > 0, got {self.warn_extent}")
         if not 0 < self.max_tilt_degrees <= 90:
             raise ValueError(f"data.scan.max_tilt_degrees: expected degrees in (0, 90], "
                              f"got {self.max_tilt_degrees}")

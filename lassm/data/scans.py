@@ -114,8 +114,8 @@ def _read_npy(path: Path) -> dict:
     return {"coord": coord, "color": color, "faces": None, "has_color": True}
 
 
-def check_extent(path, coord: np.ndarray) -> None:
-    """Refuse scans wider than ``MAX_EXTENT`` and warn above ``MILLIMETRE_EXTENT`` (finite rows only)."""
+def check_extent(path, coord: np.ndarray, warn_above: float = MILLIMETRE_EXTENT) -> None:
+    """Refuse scans wider than ``MAX_EXTENT`` and warn above ``warn_above`` metres (finite rows only)."""
     coord = coord[np.isfinite(coord).all(axis=1)]
     if len(coord) == 0:
         return
@@ -123,15 +123,16 @@ def check_extent(path, coord: np.ndarray) -> None:
     if extent > MAX_EXTENT:
         raise DataError(f"{path}: the scan is {extent:.4g} m across, more than {MAX_EXTENT:g} m; expected "
                         "coordinates in metres (millimetres? divide by 1000)")
-    if extent > MILLIMETRE_EXTENT:
+    if extent > warn_above:
         warnings.warn(f"{path}: the scan is {extent:.4g} m across, which looks like millimetres; divide "
                       "the coordinates by 1000 if so (the model expects metres)", stacklevel=3)
 
 
-def read_raw(path: str | Path) -> dict:
+def read_raw(path: str | Path, warn_extent: float = MILLIMETRE_EXTENT) -> dict:
     """A scan file's rows as stored: ``coord`` (N, 3) float32 with NaN rows kept, ``color`` (N, 3) uint8
     (grey without colour), ``has_color``, ``faces`` or None, ``grid_shape`` (H, W) for an organised PCD
-    (rows in image order) else None, ``point_index`` (N,) = 0..N-1 and ``num_input`` N."""
+    (rows in image order) else None, ``point_index`` (N,) = 0..N-1 and ``num_input`` N. A scan wider
+    than ``warn_extent`` metres warns (millimetres?); one wider than ``MAX_EXTENT`` is refused."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SCAN_SUFFIXES:
@@ -142,20 +143,20 @@ def read_raw(path: str | Path) -> dict:
     n = len(scan["coord"])
     if n == 0:
         raise DataError(f"{path}: the scan has no points")
-    check_extent(path, scan["coord"])
+    check_extent(path, scan["coord"], warn_extent)
     if not scan["has_color"]:
         scan["color"] = np.full((n, 3), GREY, np.uint8)
     return {**scan, "grid_shape": scan.get("grid_shape"), "point_index": np.arange(n), "num_input": n}
 
 
-def read_scan(path: str | Path) -> dict:
+def read_scan(path: str | Path, warn_extent: float = MILLIMETRE_EXTENT) -> dict:
     """Read a scan: ``coord`` (N, 3) float32, ``color`` (N, 3) uint8, ``faces`` (M, 3) int64 or None,
     ``has_color``, ``point_index`` (N,) the kept rows of the file (non-finite points dropped) and
     ``num_input`` the file's point count.
 
     A PLY with faces is a mesh (faces kept, non-finite vertices are an error); one without is a cloud.
     """
-    scan = read_raw(path)
+    scan = read_raw(path, warn_extent)
     coord = scan["coord"]
     finite = np.isfinite(coord).all(axis=1)  # (N,)
     if not finite.any():
@@ -205,14 +206,14 @@ def load_scan(path: str | Path, scan_cfg, frame: str | None = None, viewpoint=No
     if frame not in ("dataset", "support_plane"):
         raise ValueError(f"frame: expected 'dataset' or 'support_plane', got {frame!r}")
     if frame == "dataset":
-        scan = read_scan(path)
+        scan = read_scan(path, scan_cfg.warn_extent)
         superpoint = scan_superpoints(scan, viewpoint, scan_cfg)
         warn_degenerate(path, scan["coord"], scan["faces"], superpoint)
         return {**scan, "superpoint": superpoint, "source_coord": scan["coord"], "plane": None,
                 "kind": "mesh" if scan["faces"] is not None else "cloud"}
     from .singleview import process_single_view
 
-    view = read_raw(path)
+    view = read_raw(path, scan_cfg.warn_extent)
     arrays = process_single_view(view["coord"], view["color"], grid_shape=view["grid_shape"], scan=scan_cfg,
                                  name=str(path))
     keep = arrays["point_index"]

@@ -82,3 +82,16 @@ def test_degenerate_mesh_warns(tmp_path):
     write_mesh_ply(tmp_path / "flat.ply", Mesh(v, np.full((n, 3), 128, np.uint8), faces))
     with pytest.warns(UserWarning, match=r"flat\.ply: 58 of 58 faces have zero area"):
         scans.load_scan(tmp_path / "flat.ply", ScanConfig())
+
+
+def test_the_millimetre_warning_threshold_is_configurable(tmp_path):
+    """ScanConfig.warn_extent: a site scan 300 m across is fine when the config says so."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "site.npy"
+    np.save(path, np.c_[rng.random((400, 3)) * [300.0, 300.0, 5.0], rng.integers(0, 255, (400, 3))])
+    with pytest.warns(UserWarning, match="millimetres"):
+        scans.load_scan(path, ScanConfig())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan = scans.load_scan(path, ScanConfig(warn_extent=1000.0))
+    assert len(scan["coord"]) == 400
