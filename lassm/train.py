@@ -13,14 +13,14 @@ across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_end
 A run writes into ``<output_root>/<experiment>/``: ``config.json`` (the resolved config),
 ``metrics.jsonl`` (one JSON line per log step and per validation), TensorBoard scalars under
 ``tb/``, and the checkpoints ``model_last.pth`` (every epoch) and ``model_best.pth`` (best
-validation AP50), each written atomically; the ``model_last.pth`` a new one replaces is kept as
-``model_prev.pth``. A rerun with ``train.resume`` continues from ``model_last.pth`` (from
-``model_prev.pth`` when the last one cannot be read): model, optimiser, loss scaler, epoch and step.
-``train.lock`` marks a folder in use: a second run into it refuses to start. All randomness of a step
-(data order, augmentation) is a function of the seed, the epoch and the step, so a resumed run
-repeats what an uninterrupted one would have done: bit for bit on a CPU with one thread (with
-more threads, and on GPUs, kernels may split reductions differently between processes, so the
-last bits can differ).
+validation AP50; of equal ones the latest), each written atomically; the ``model_last.pth`` a new
+one replaces is kept as ``model_prev.pth``. A rerun with ``train.resume`` continues from
+``model_last.pth`` (from ``model_prev.pth`` when the last one cannot be read): model, optimiser,
+loss scaler, epoch and step. ``train.lock`` marks a folder in use: a second run into it refuses to
+start. All randomness of a step (data order, augmentation) is a function of the seed, the epoch and
+the step, so a resumed run repeats what an uninterrupted one would have done: bit for bit on a CPU
+with one thread (with more threads, and on GPUs, kernels may split reductions differently between
+processes, so the last bits can differ).
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
             logger.log("val", state["step"], {"AP": metrics["AP"], "AP50": metrics["AP50"],
                                               "AP25": metrics["AP25"], "epoch": state["epoch"],
                                               "seconds_per_scene": metrics["seconds_per_scene"]})
-            if metrics["AP50"] > state["best_ap50"]:
+            if metrics["AP50"] >= state["best_ap50"]:  # a tie goes to the later, longer-trained model
                 state["best_ap50"] = float(metrics["AP50"])  # plain, like all we save
                 save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
                                  "metrics": plain(metrics)}, run_dir / "model_best.pth")

@@ -282,3 +282,15 @@ def test_resume_falls_back_to_the_previous_checkpoint(data_root, tmp_path, capsy
         (run / name).write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="model_last.pth.*model_prev.pth.*train.resume=False"):
         train.run(tiny(data_root, tmp_path, max_steps=8))
+
+
+def test_model_best_keeps_the_latest_of_equal_scores(data_root, tmp_path):
+    """An untrained run scores AP50 0 at every validation: model_best must be the last of them, not the
+    first (the notebooks open model_best by default)."""
+    cfg = tiny(data_root, tmp_path, experiment="ties", epochs=2, eval_interval=((1, 1),), lr=1e-12)
+    train.run(cfg)
+    records = [json.loads(x) for x in (tmp_path / "ties" / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["kind"] == "val"]
+    assert len(val) == 2 and val[0]["AP50"] == val[1]["AP50"]  # lr 1e-12: the weights hardly move
+    best = torch.load(tmp_path / "ties" / "model_best.pth", weights_only=True)
+    assert best["state"]["epoch"] == 2

@@ -364,3 +364,25 @@ def test_export_report(tmp_path):
     assert "hello ablations" in out.read_text()
     with pytest.raises(ValueError, match="executed_notebook_path"):
         export_report(tmp_path / "missing.ipynb", tmp_path / "x.html")
+
+
+def test_training_curves_show_epochs_terms_validation_and_learning_rate():
+    """A short run logs few steps but an epoch record each epoch: every record kind gets its curve."""
+    from lassm.viz import training_curves
+
+    terms = {"loss_cls": 0.5, "loss_mask": 0.2, "loss_dice": 0.7, "loss_bbox": 0.3, "loss_sp_cls": 0.4}
+    records = [{"kind": "run", "step": 0, "params": 1.0},
+               {"kind": "train", "step": 50, "loss": 3.0, "lr": 1e-3, **terms},
+               *({"kind": "epoch", "step": 3 * e, "loss": 4.0 - 0.1 * e, "epoch": e, **terms}
+                 for e in range(1, 41)),
+               *({"kind": "val", "step": 30 * v, "AP": 0.1 * v, "AP50": 0.2 * v, "AP25": 0.3 * v}
+                 for v in (1, 2, 3))]
+    fig = training_curves(records)
+    names = [t.name for t in fig.data]
+    assert names == ["loss (logged steps)", "loss (epoch mean)", *terms, "AP", "AP50", "AP25",
+                     "learning rate"]
+    assert len(fig.data[1].x) == 40  # every epoch, though only one step was logged
+    dashes = {t.name: t.line.dash for t in fig.data if t.name in ("AP", "AP50", "AP25")}
+    assert len(set(dashes.values())) == 3  # AP is not hidden under AP50
+    assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == "loss"
+    assert training_curves([]).data == ()
