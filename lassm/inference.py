@@ -46,11 +46,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def checkpoint_config(blob) -> Config | None:
-    """The config stored in a checkpoint (ours carry one), or None for a foreign checkpoint."""
-    if isinstance(blob, dict) and isinstance(blob.get("config"), dict):
-        return Config.from_dict(blob["config"])
-    return None
+def stores_config(blob) -> bool:
+    """Whether a loaded checkpoint carries its config (ours do; the authors' do not)."""
+    return isinstance(blob, dict) and isinstance(blob.get("config"), dict)
 
 
 def load_model(checkpoint: str | Path, preset: str | None = None, variant: str | None = None,
@@ -63,10 +61,16 @@ def load_model(checkpoint: str | Path, preset: str | None = None, variant: str |
     ``trusted`` opts in to unpickling a legacy file from a source you trust (``--trust-checkpoint``).
     """
     path = Path(checkpoint)
-    blob = read_checkpoint(path, trusted=trusted)
+    return model_from_checkpoint(read_checkpoint(path, trusted=trusted), path, preset, variant, device)
+
+
+def model_from_checkpoint(blob, path: str | Path, preset: str | None = None, variant: str | None = None,
+                          device: str | torch.device | None = None) -> tuple[LaSSM, Config]:
+    """:func:`load_model` for a checkpoint already read (``blob``, from the file ``path``)."""
+    path = Path(path)
     if preset is not None:
         cfg = make_preset(preset, variant=variant or "-3")
-    elif isinstance(blob, dict) and isinstance(blob.get("config"), dict):
+    elif stores_config(blob):
         if variant is not None:
             raise ValueError(f"variant: only used with --preset; {path} carries its own config")
         try:
@@ -154,12 +158,12 @@ def open_model(checkpoint: str | Path, preset: str = "synthetic", variant: str =
     if not path.is_file():
         raise DataError(f"{path}: checkpoint file not found; train one with notebooks/03_train.ipynb "
                         f"(or python -m lassm.train) or pass -p checkpoint PATH")
-    blob = read_checkpoint(path, trusted=trusted)
-    foreign = checkpoint_config(blob) is None
+    blob = read_checkpoint(path, trusted=trusted)  # read once: the model and what the file says
+    foreign = not stores_config(blob)
     state = blob.get("state") if isinstance(blob, dict) else None
     metrics = blob.get("metrics") if isinstance(blob, dict) else None
-    del blob
-    model, cfg = load_model(path, preset if foreign else None, variant if foreign else None, device, trusted)
+    model, cfg = model_from_checkpoint(blob, path, preset if foreign else None,
+                                       variant if foreign else None, device)
     info = {"foreign": foreign, "epoch": (state or {}).get("epoch"), "step": (state or {}).get("step"),
             "metrics": metrics}
     saved = (f"saved after epoch {info['epoch']} (step {info['step']})" if info["epoch"] is not None

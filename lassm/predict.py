@@ -132,7 +132,7 @@ def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: 
     """A standalone 3-D view (points by instance, or by the scan's colours); plotly.js is written once
     into the same folder. Needs plotly (the ``notebooks`` extra); without it, a note and no file."""
     try:
-        from .viz import scene_view_figure
+        from .viz import save_html, scene_view_figure
     except ImportError:
         print(f"note: plotly is not installed; no HTML view for {path.stem}", file=sys.stderr)
         return None
@@ -140,9 +140,7 @@ def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: 
     if scan["has_color"]:
         modes["scan colours"] = scan["color"]
     fig = scene_view_figure(scan["coord"], modes, max_points=300_000, title=title)
-    with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
-    return path
+    return save_html(fig, path, plotlyjs="directory")
 
 
 def summary(pred: Prediction, class_names: tuple[str, ...], top: int = 10) -> str:

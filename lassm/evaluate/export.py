@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import run_command
+from ..cli import check_output_dir, run_command
 from ..config import Config
 from ..data.dataset import SceneDataset
 from ..data.io import DataError
@@ -218,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args) -> None:
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out: {out} is a file; expected a folder for predictions/ and gt/")
+    check_output_dir(out, "--out")  # before the model runs: a file there, or no write permission
     if args.max_scenes < 0:
         raise ValueError(f"--max-scenes: expected 0 (all) or a positive number, got {args.max_scenes}")
     model, cfg = load_model(args.checkpoint, args.preset, args.variant, args.device,

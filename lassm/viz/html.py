@@ -17,13 +17,14 @@ _STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse
           "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}")
 
 
-def save_html(fig: go.Figure, path) -> Path:
-    """Write ``fig`` as a standalone HTML file (plotly.js embedded, so it opens offline), atomically."""
+def save_html(fig: go.Figure, path, plotlyjs: bool | str = True) -> Path:
+    """Write ``fig`` as a standalone HTML file, atomically. ``plotlyjs``: True embeds plotly.js (the file
+    opens offline on its own); "directory" writes it once beside the file, for folders of many views."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"path: expected an .html file name, got {path}")
     with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
+        fig.write_html(str(tmp), include_plotlyjs=plotlyjs, full_html=True)
     return path
 
 
