@@ -202,8 +202,8 @@ def validation_set(cfg: Config) -> SceneDataset:
 def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device) -> dict:
     """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9.
 
-    Each scene goes through :func:`lassm.inference.predict_arrays` with its index in the split, the
-    path that ``predict`` and ``export`` take too.
+    Each scene goes through :func:`lassm.inference.predict_arrays`, the path that ``predict`` and
+    ``export`` take too.
     """
     count = len(dataset.scenes)
     if cfg.train.val_max_scenes:

@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 from ..config.schema import ScanConfig
 from .io import DataError
 from .mesh import vertex_normals
-from .superpoints import estimate_normals, segment_mesh, segment_points
+from .superpoints import estimate_normals, knn_neighbours, segment_mesh, segment_points
 
 INSTANCE_VIEWS = ("object", "part")
 UP = np.array([0.0, -1.0, 0.0])  # the sensor's up direction in the camera frame (y down)
@@ -306,14 +306,6 @@ def _check_inputs(coord, color, grid_shape, label, name):
     return coord, color
 
 
-def _knn(coord: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) nearest neighbours of each point, itself left out (as segment_points builds them)."""
-    _, found = cKDTree(coord).query(coord, k=k + 1)
-    keep = found != np.arange(len(coord))[:, None]
-    keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
-    return found[keep].reshape(len(coord), k)
-
-
 def process_single_view(
     coord: np.ndarray,
     color: np.ndarray,
@@ -372,9 +364,10 @@ def process_single_view(
         superpoint = segment_mesh(points, faces, k_thresh=scan.k_thresh, seg_min_verts=scan.seg_min_verts)
     else:
         viewpoint = transform[:3, 3] if support else None  # the camera, in the table frame
-        normal = estimate_normals(points, _knn(points, scan.knn), viewpoint)  # (K, 3) not unit
+        neighbours = knn_neighbours(points, scan.knn)  # (K, knn), shared by the normals and the graph
+        normal = estimate_normals(points, neighbours, viewpoint)  # (K, 3) not unit
         superpoint = segment_points(points, normal, k=scan.knn, k_thresh=scan.k_thresh,
-                                    seg_min_verts=scan.seg_min_verts)
+                                    seg_min_verts=scan.seg_min_verts, neighbours=neighbours)
     normal = normal / (np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12)  # unit length
     out = {
         "coord": points,

@@ -271,6 +271,16 @@ def estimate_normals(coord, neighbours, viewpoint=None) -> np.ndarray:
     return normals.astype(np.float32)
 
 
+def knn_neighbours(coord: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) int64 indices of each point's ``k`` nearest other points, nearest first (the kNN graph of
+    :func:`segment_points`; a duplicate of the point may stand in for itself)."""
+    coord = np.asarray(coord)
+    _, found = cKDTree(coord).query(coord, k=k + 1)  # (N, k+1), mostly the point itself first
+    keep = found != np.arange(len(coord))[:, None]
+    keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
+    return found[keep].reshape(len(coord), k)
+
+
 def segment_points(
     coord: np.ndarray,
     normals: np.ndarray | None = None,
@@ -278,12 +288,14 @@ def segment_points(
     k_thresh: float = 0.01,
     seg_min_verts: int = 20,
     viewpoint: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> np.ndarray:
     """Segmentator superpoints for a point cloud without a mesh.
 
     The graph has the directed edges (p, q) from every point to its ``k`` nearest neighbours
     (in point order, nearest first); weights, sorting and segmentation are the mesh ones.
-    normals: (N, 3), else :func:`estimate_normals` (steered by ``viewpoint``). The default
+    normals: (N, 3), else :func:`estimate_normals` (steered by ``viewpoint``); ``neighbours``: the
+    (N, k) graph of :func:`knn_neighbours` when the caller has it already. The default
     k = 8 covers a mesh vertex's one-ring (valence about 6) and gave segment counts close to
     the mesh Segmentator's on the same surfaces. Returns (N,) int64 ids (root point indices).
     """
@@ -295,10 +307,10 @@ def segment_points(
     if k < 1:
         return _segment(n, *np.zeros((2, 0), np.int64), np.zeros(0, np.float32),
                         k_thresh, seg_min_verts)
-    _, found = cKDTree(coord).query(coord, k=k + 1)  # (N, k+1), mostly the point itself first
-    keep = found != np.arange(n)[:, None]
-    keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
-    neighbours = found[keep].reshape(n, k)  # (N, k)
+    if neighbours is None:
+        neighbours = knn_neighbours(coord, k)  # (N, k)
+    elif neighbours.shape != (n, k):
+        raise DataError(f"neighbours: expected shape ({n}, {k}), got {neighbours.shape}")
     if normals is None:
         normals = estimate_normals(coord, neighbours, viewpoint)
     normals = _as_points(normals, "normals")
