@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 
 from ..cli import run_command
 from . import depth_camera as cam
+from . import mosd
 from . import tabletop_shapes as shapes
 from .io import DataError, atomic_path
-from .mosd import INSTANCE_VIEWS
 from .preprocess import SceneJob
 from .tabletop_shapes import Solid
 
@@ -414,16 +414,12 @@ def write_scenes(raw_root: str | os.PathLike, count: int, seed: int = 0, split: 
 
 
 def find_jobs(raw_root: str | os.PathLike, instance_view: str = "object") -> list[SceneJob]:
-    """One :func:`.mosd.process` job per ``raw_root/<split>/*.pcd``; split = folder name."""
-    if instance_view not in INSTANCE_VIEWS:
-        raise DataError(f"instance_view: expected one of {list(INSTANCE_VIEWS)}, got {instance_view!r}")
+    """One :func:`.mosd.process` job per ``raw_root/<split>/*.pcd`` (split = folder name): the frames are
+    mOSD-format scans, so mOSD's own job finder lists them."""
     root = Path(raw_root)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found; expected <split>/*.pcd tabletop frames")
-    files = sorted(p for p in root.glob("*/*.pcd") if not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{root}: no <split>/*.pcd files; write some with write_scenes")
-    return [SceneJob(p.stem, p.parent.name, p, {"instance_view": instance_view}) for p in files]
+    return mosd.find_jobs(root, instance_view=instance_view)
 
 
 def main(argv: list[str] | None = None) -> int:

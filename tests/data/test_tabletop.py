@@ -287,8 +287,10 @@ def test_write_scenes_resumes_regenerates_and_lists_jobs(tmp_path):
         [(f"tt0000{i}", "val", {"instance_view": "part"}) for i in range(2)]
     with pytest.raises(DataError, match="count"):
         tt.write_scenes(tmp_path, -1)
-    with pytest.raises(DataError, match="no <split>"):
-        tt.find_jobs(tmp_path / "val")
+    # frames directly in the folder given: mOSD's finder puts them in its flat split
+    assert {j.split for j in tt.find_jobs(tmp_path / "val")} == {mosd.FLAT_SPLIT}
+    with pytest.raises(DataError, match="not found"):
+        tt.find_jobs(tmp_path / "missing")
 
 
 def test_clutter_preset_is_dense():
