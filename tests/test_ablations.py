@@ -9,6 +9,7 @@ import pytest
 from lassm import ablations, config, viz
 from lassm.ablations import Times, check_variant
 from lassm.ablations import runner as ablation_runner
+from lassm.data import prepare as prepare_module
 
 # ------------------------------------------------------------------------------- variants
 
@@ -249,7 +250,7 @@ def _notebook_03_config(root: Path, preset: str, data_root: str, experiment: str
 @pytest.mark.parametrize("smoke", [False, True])
 def test_run_study_config_is_what_03_train_resolved(tmp_path, monkeypatch, smoke):
     prepared = []  # smoke runs use outputs/smoke/synthetic_train: never generate rooms from a test
-    monkeypatch.setattr(ablation_runner, "prepare", lambda *args, **kwargs: prepared.append(kwargs))
+    monkeypatch.setattr(prepare_module, "prepare", lambda *args, **kwargs: prepared.append(kwargs))
     calls = []
     rooms = str(_rooms(tmp_path))
     ablations.run_study("s", ["t_layer-0", "queries-x2"], preset="synthetic", data_root=rooms, epochs=7,
@@ -279,7 +280,7 @@ def test_run_study_generates_synthetic_rooms_for_an_empty_folder(tmp_path, monke
         prepared.append((dataset, raw_root, out_root, kwargs))
         (Path(out_root) / "train").mkdir(parents=True)
 
-    monkeypatch.setattr(ablation_runner, "prepare", fake_prepare)
+    monkeypatch.setattr(prepare_module, "prepare", fake_prepare)
     (tmp_path / "empty").mkdir()
     ablations.run_study("s", ["reference", "k-4"], data_root=str(tmp_path / "empty"), seeds=[5],
                         out_root=tmp_path, launch=_fake_launch([], set()), log=lambda line: None)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import config as lassm_config
-from ..data.prepare import prepare
+from ..data.prepare import synthetic_if_empty
 from ..train import launch as train_launch
 from .results import read_marker, write_marker
 from .variants import NAME_PATTERN, check_variant, study_variants
@@ -61,10 +61,9 @@ def _check_arguments(study: str, seeds: list, preset: str, settings: dict, **cou
 
 
 def _prepare_synthetic(cfg: lassm_config.Config, smoke: bool) -> None:
-    """An empty synthetic data folder gets small generated rooms first, as 03_train did."""
-    if cfg.data.name == "synthetic" and not (os.path.isdir(cfg.data.root) and any(os.scandir(cfg.data.root))):
-        prepare("synthetic", cfg.data.root + "_raw", cfg.data.root, room_size="small", seed=cfg.seed,
-                num_rooms=SMOKE_ROOMS if smoke else SYNTHETIC_ROOMS)
+    """An empty synthetic data folder gets small generated rooms first, as 03_train does."""
+    if cfg.data.name == "synthetic":
+        synthetic_if_empty(cfg.data.root, SMOKE_ROOMS if smoke else SYNTHETIC_ROOMS, cfg.seed)
 
 
 def run_study(study: str, variants: list | dict | None, preset: str = "synthetic", data_root: str = "",

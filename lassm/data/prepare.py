@@ -83,6 +83,16 @@ def prepare(
     return summary
 
 
+def synthetic_if_empty(out_root: str | os.PathLike, num_rooms: int, seed: int = 0) -> bool:
+    """Generate and preprocess ``num_rooms`` small synthetic rooms into ``out_root`` (raw rooms in
+    ``<out_root>_raw``) when it is missing or empty, as a first training run on the built-in data needs;
+    True when it did."""
+    if os.path.isdir(out_root) and any(os.scandir(out_root)):
+        return False
+    prepare("synthetic", f"{out_root}_raw", out_root, num_rooms=num_rooms, room_size="small", seed=seed)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lassm.data.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=DATASETS)
