@@ -2,6 +2,9 @@
 # `make test` runs the whole test suite. Both create .venv on first use.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# Elsewhere than this project's machines PyPI's Linux torch wheel is the CUDA build (several GB); for
+# the CPU build: make demo TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -13,8 +16,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install -q "$(TORCH)" $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q -e ".[notebooks,dev,spconv-cpu]"
 	touch $@
 
 demo: setup

@@ -189,7 +189,7 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
     per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error.
     ``trusted``: allow unpickling a legacy checkpoint (:func:`lassm.inference.load_model`)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
     check_outputs(out_dir, paths)

@@ -23,7 +23,8 @@ class Logger:
             except ImportError:  # TensorBoard is optional at run time
                 self.tb = None
 
-    def log(self, kind: str, step: int, values: dict) -> None:
+    def log(self, kind: str, step: int, values: dict, note: str = "") -> None:
+        """Append one record (and TensorBoard scalars) and print it; ``note`` (an ETA) is only printed."""
         if not self.enabled:
             return
         record = {"kind": kind, "step": step, **{k: round(float(v), 6) for k, v in values.items()}}
@@ -33,11 +34,21 @@ class Logger:
             for k, v in values.items():
                 self.tb.add_scalar(f"{kind}/{k}", float(v), step)
         shown = " ".join(f"{k} {float(v):.4g}" for k, v in values.items())
-        print(f"[{kind} step {step}] {shown}", flush=True)
+        print(f"[{kind} step {step}] {shown}{'  ' + note if note else ''}", flush=True)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def eta_text(seconds: float) -> str:
+    """Remaining time as ``eta 1h02m``, ``eta 4m05s`` or ``eta 12s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"eta {hours}h{minutes:02d}m"
+    return f"eta {minutes}m{secs:02d}s" if minutes else f"eta {secs}s"
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

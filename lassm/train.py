@@ -47,7 +47,7 @@ from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
 from .model.checkpoint import RunLock, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
-from .runlog import Logger, last_validation
+from .runlog import Logger, eta_text, last_validation
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -179,20 +179,18 @@ def training_set(cfg: Config) -> torch.utils.data.Dataset:
     """The training split, with the scenes of ``data.extra_train`` folders joined (repeated
     ``data.extra_train_loop`` times each)."""
     data = cfg.data
-    parts = [SceneDataset(data.root, data.train_split, data.segment_key, data.instance_key,
-                          require_labels=True)]
+    parts = [SceneDataset.for_config(data, data.root, data.train_split, require_labels=True)]
     for folder in data.extra_train:
         folder = Path(folder)
-        parts.append(SceneDataset(folder.parent, folder.name, data.segment_key, data.instance_key,
-                                  loop=data.extra_train_loop, require_labels=True))
+        parts.append(SceneDataset.for_config(data, folder.parent, folder.name, loop=data.extra_train_loop,
+                                             require_labels=True))
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 
 def validation_set(cfg: Config) -> SceneDataset:
     """The validation split (under ``data.val_root`` when set, else ``data.root``)."""
     data = cfg.data
-    return SceneDataset(data.val_root or data.root, data.val_split, data.segment_key, data.instance_key,
-                        require_labels=True)
+    return SceneDataset.for_config(data, data.val_root or data.root, data.val_split, require_labels=True)
 
 
 # ------------------------------------------------------------------------------- validation
@@ -271,6 +269,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
         steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
     total = tc.epochs * steps_per_epoch
     metrics: dict = {}
+    timed_steps, step_seconds = 0, 0.0  # this process's training steps and their time, for the ETA
     while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):
         epoch = state["epoch"]
         shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the epoch's data order
@@ -282,7 +281,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=keep_as_list,
                                              num_workers=tc.num_workers, persistent_workers=False)
         ddp.train()
-        sums, seen, started = {}, 0, time.time()
+        sums, seen, started, step_seconds_before = {}, 0, time.time(), step_seconds
         for i, scenes in enumerate(loader):
             step = state["step"]
             batch = load_batch(scenes, pipeline, step_generator(cfg.seed, epoch, i, rank, device), device)
@@ -296,8 +295,11 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             seen += 1
+            timed_steps, step_seconds = timed_steps + 1, time.time() - started + step_seconds_before
             if state["step"] % tc.log_every == 0:
-                logger.log("train", state["step"], {**{k: v.item() for k, v in losses.items()}, "lr": lr})
+                left = min(total, tc.max_steps or total) - state["step"]  # validation time not included
+                logger.log("train", state["step"], {**{k: v.item() for k, v in losses.items()}, "lr": lr},
+                           note=eta_text(left * step_seconds / timed_steps))
             if tc.max_steps and state["step"] >= tc.max_steps:
                 break
         state["epoch"] = epoch + 1
@@ -377,6 +379,9 @@ def _command(args) -> int:
         v = last_validation(args.summary)
         print(f"{args.summary}: epoch {v['epoch']:.0f}, validation AP {v['AP']:.3f} AP50 {v['AP50']:.3f} "
               f"AP25 {v['AP25']:.3f}")
+        view = Path(args.summary) / "val_view.html"  # written by notebooks/03_train.ipynb
+        if view.is_file():
+            print(f"one validation scene, ground truth | prediction: {view.resolve()}")
         return 0
     cfg = _read_config(args.config) if args.config else preset(
         args.preset, **({"variant": args.variant} if args.variant else {}))

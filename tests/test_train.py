@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -37,8 +38,11 @@ def losses(run_dir) -> list[float]:
     return [x["loss"] for x in lines if x["kind"] == "train"]
 
 
-def test_smoke_run_writes_config_metrics_and_checkpoints(data_root, tmp_path):
+def test_smoke_run_writes_config_metrics_and_checkpoints(data_root, tmp_path, capsys):
     metrics = train.run(tiny(data_root, tmp_path))
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[train step")]
+    assert len(printed) == 6 and all(re.search(r"  eta (\d+m\d\ds|\d+s)$", line) for line in printed)
+    assert printed[-1].endswith("eta 0s")  # nothing left after the last step
     run = tmp_path / "run"
     assert {"AP", "AP50", "AP25"} <= set(metrics)
     assert (run / "model_last.pth").is_file() and (run / "model_best.pth").is_file()
@@ -117,6 +121,11 @@ def test_bad_inputs_are_named(data_root, tmp_path):
     assert train.should_evaluate(497, ((1, 8), (496, 1)))
     assert train.poly_lr(1.0, 0, 10, 0.9) == 1.0
     assert train.poly_lr(1.0, 10, 10, 0.9) == pytest.approx((1 / 11) ** 0.9)
+
+
+def test_eta_text():
+    assert [runlog.eta_text(s) for s in (0, 12.4, 65, 3600 + 125, -3)] == \
+        ["eta 0s", "eta 12s", "eta 1m05s", "eta 1h02m", "eta 0s"]
 
 
 def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):

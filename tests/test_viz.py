@@ -22,6 +22,8 @@ from lassm.viz import (
     save_html,
     scene_figure,
     scene_view_figure,
+    series_color,
+    study_caveats,
     table_figure,
     tradeoff_figure,
 )
@@ -111,8 +113,8 @@ def two_object_scene(n_per: int = 100):
 
 def test_instance_comparison_figure_colours_matches_like_their_gt():
     coord, gt, masks, scores = two_object_scene()
-    fig = instance_comparison_figure(coord, gt, masks, scores)
-    assert len(fig.data) == 2 and {t.scene for t in fig.data} == {"scene", "scene2"}
+    fig = instance_comparison_figure(coord, gt, masks, scores, instance_names={7: "chair", 9: "table"})
+    assert {t.scene for t in fig.data[:2]} == {"scene", "scene2"}
     assert fig.layout.scene2.aspectmode == "data"
     gt_colors, pred_colors = list(fig.data[0].marker.color), list(fig.data[1].marker.color)
     n = 100
@@ -124,13 +126,21 @@ def test_instance_comparison_figure_colours_matches_like_their_gt():
     assert fp not in {gt_colors[0], gt_colors[n], GREY}
     assert "0 missed" in fig.layout.annotations[0].text
     assert "2 matched, 1 false positive" in fig.layout.annotations[1].text
+    # the legend: one entry per GT instance in its colour, then false positives and no instance
+    legend = fig.data[2:]
+    assert [t.name for t in legend] == ["instance 7: chair", "instance 9: table",
+                                        "false positive (dark shades)", "no instance / no prediction"]
+    assert all(t.x == (None,) for t in legend)  # entries only, no points
+    assert legend[0].marker.color == gt_colors[3] and legend[1].marker.color == gt_colors[n + 5]
+    assert legend[3].marker.color == GREY
 
 
 def test_instance_comparison_figure_counts_missed_and_subsamples():
     coord, gt, masks, scores = two_object_scene()
     fig = instance_comparison_figure(coord, gt, masks[:2], scores[:2], max_points=120, seed=3)
     assert "1 missed" in fig.layout.annotations[0].text
-    assert all(len(t.x) == 120 for t in fig.data)
+    assert all(len(t.x) == 120 for t in fig.data[:2])
+    assert "instance 7 (missed)" in [t.name for t in fig.data[2:]]
     assert list(fig.data[0].x) == list(fig.data[1].x)  # the same subset in both panels
     again = instance_comparison_figure(coord, gt, masks[:2], scores[:2], max_points=120, seed=3)
     assert list(again.data[0].x) == list(fig.data[0].x)  # seeded
@@ -256,6 +266,10 @@ def test_save_html_writes_a_standalone_file(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))
     with pytest.raises(ValueError, match="path"):
         save_html(fig, tmp_path / "scores.png")
+    # an animated figure (the decoder stages) waits for its Play button in a saved page
+    slider = decoder_slider_figure(**fake_trace(), query=0)
+    assert slider.frames and "Plotly.animate(" in slider.to_html(auto_play=True)  # what would autoplay
+    assert "Plotly.animate(" not in save_html(slider, tmp_path / "stages.html").read_text()
 
 
 # ------------------------------------------------------------------------------- package layout
@@ -330,6 +344,12 @@ def test_ablation_ap_and_tradeoff_figures_skip_variants_without_results():
     assert list(tradeoff.data[0].x) == pytest.approx([0.2, 0.4])
 
 
+def test_twenty_series_colours_are_distinct():
+    from lassm.viz import SERIES_COLORS
+
+    assert len({series_color(i).lower() for i in range(20)}) == 20 == len(SERIES_COLORS)
+
+
 def test_ablation_curves_one_colour_per_variant_first_seed_solid():
     curves = [{"variant": "base", "seed": 0, "step": [1, 2], "AP": [0.1, 0.2], "AP50": [0.3, 0.4],
                "AP25": [0.5, 0.6]},
@@ -347,8 +367,14 @@ def test_ablation_curves_one_colour_per_variant_first_seed_solid():
 def test_ablation_report_is_one_standalone_page(tmp_path):
     table = _table()
     figures = [ap_figure(table), tradeoff_figure(table)]
-    path = report_html(figures, table, tmp_path / "study" / "report.html", "a <test>")
+    caveats = study_caveats(table, seeds=[0], steps=240)
+    assert any("One seed" in c for c in caveats) and any("240 training steps" in c for c in caveats)
+    assert not any("One seed" in c for c in study_caveats(table, seeds=[0, 1], steps=240))
+    path = report_html(figures, table, tmp_path / "study" / "report.html", "a <test>",
+                       settings={"epochs": 40, "learning rate": 0.002}, caveats=caveats)
     text = path.read_text()
+    assert "<td>learning rate</td><td>0.002</td>" in text and "One seed per variant" in text
+    assert text.index("Settings") < text.index("Read with care") < text.index("Results")
     assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2  # plotly.js embedded once
     assert "<h1>a &lt;test&gt;</h1>" in text and "<td>RuntimeError: boom</td>" in text
     assert not list(path.parent.glob(".*.tmp"))

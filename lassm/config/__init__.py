@@ -9,6 +9,7 @@ from .presets import (
     SCRATCH_VARIANTS,
     SMOKE_TRAIN,
     VARIANTS,
+    demo,
     mosd,
     preset,
     project_root,
@@ -35,10 +36,11 @@ from .schema import (
     apply_overrides,
     augment_preset,
     reference_behaviour,
+    single_view_scan,
 )
 
 __all__ = ["PRESETS", "PRESETS_DATA", "SCRATCH_VARIANTS", "SMOKE_TRAIN", "VARIANTS", "AugmentConfig",
            "BackboneConfig", "Config", "CriterionConfig", "DataConfig", "DecoderConfig", "ModelConfig",
-           "PostprocessConfig", "ScanConfig", "TrainConfig", "apply_overrides", "augment_preset", "mosd",
-           "preset", "project_root", "reference_behaviour", "run_config", "scannet", "scannet200",
-           "scannetpp", "synthetic", "tabletop", "tiny"]
+           "PostprocessConfig", "ScanConfig", "TrainConfig", "apply_overrides", "augment_preset", "demo",
+           "mosd", "preset", "project_root", "reference_behaviour", "run_config", "scannet", "scannet200",
+           "scannetpp", "single_view_scan", "synthetic", "tabletop", "tiny"]

@@ -52,6 +52,16 @@ class ScanConfig:
         _positive(self, "data.scan", ("seg_min_verts", "knn"))
 
 
+def single_view_scan() -> ScanConfig:
+    """Preprocessing of single-view RGB-D tabletop scans (mOSD, synthetic tabletop frames): the support
+    plane's frame, ScanNet's Segmentator thresholds on the pixel-grid mesh (or kNN graph).
+
+    Coarser superpoints (at least 100 points: 380-640 per frame instead of ~2,400, every one a query)
+    were tried and trained much worse (README, "Real single-view scans").
+    """
+    return ScanConfig(frame="support_plane")
+
+
 @dataclass
 class DataConfig:
     name: str = "synthetic"  # dataset preset name (synthetic, scannet, scannet200, scannetpp, mosd)
@@ -63,6 +73,9 @@ class DataConfig:
     class_names: tuple[str, ...] = labels.CLASS_LABELS_20  # semantic classes, index = label
     stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are not instances (wall, floor)
     instance_key: str = "instance"  # which instance array to load as `instance`
+    # coarser label spaces without new preprocessing: label k of the `segment_key` array becomes
+    # class_map[k] (an index into class_names; -1 = ignored, as are labels beyond the map); () = as stored
+    class_map: tuple[int, ...] = ()
     # more training scene folders ("<root>/<split>" paths) joined to the training split, e.g. the real
     # mOSD learn scans beside synthetic tabletop frames (sim + real training)
     extra_train: tuple[str, ...] = ()
@@ -77,6 +90,9 @@ class DataConfig:
             raise ValueError(f"data.stuff_classes: expected labels in 0..{len(self.class_names) - 1} "
                              f"(indices of data.class_names), got {self.stuff_classes}")
         _positive(self, "data", ("extra_train_loop",))
+        if any(not -1 <= c < len(self.class_names) for c in self.class_map):
+            raise ValueError(f"data.class_map: expected entries in -1..{len(self.class_names) - 1} "
+                             f"(indices of data.class_names, -1 = ignore), got {self.class_map}")
 
     @property
     def instance_class_names(self) -> tuple[str, ...]:

@@ -26,12 +26,13 @@ class SceneDataset(torch.utils.data.Dataset):
 
     segment_key / instance_key name the arrays loaded as ``segment`` and ``instance`` (e.g.
     ``segment20`` or ``segment200``, ``instance_object`` for mOSD). Missing label arrays read as -1,
-    as in the reference; ScanNet++'s (N, 3) multi-label arrays keep their first column.
+    as in the reference; ScanNet++'s (N, 3) multi-label arrays keep their first column. ``class_map``
+    relabels ``segment`` (label k becomes class_map[k]; -1 and labels beyond the map become -1).
     """
 
     def __init__(self, root: str | os.PathLike, split: str, segment_key: str = "segment20",
                  instance_key: str = "instance", loop: int = 1, with_normal: bool = False,
-                 require_labels: bool = False):
+                 require_labels: bool = False, class_map: tuple[int, ...] = ()):
         folder = Path(root) / split
         if not folder.is_dir():
             raise DataError(f"data root: {folder} does not exist; preprocess the dataset first "
@@ -42,6 +43,7 @@ class SceneDataset(torch.utils.data.Dataset):
         if loop < 1:
             raise ValueError(f"loop: expected a positive integer, got {loop}")
         self.split, self.loop = split, loop
+        self.class_map = np.asarray(class_map, np.int64)
         self.segment_key, self.instance_key, self.with_normal = segment_key, instance_key, with_normal
         if require_labels:  # training data without the preset's label arrays: wrong preset or data root
             missing = [k for k in (segment_key, instance_key) if not (self.scenes[0] / f"{k}.npy").is_file()]
@@ -69,12 +71,20 @@ class SceneDataset(torch.utils.data.Dataset):
                 values = values[:, 0]
             if values is not None and len(values) != n:
                 raise DataError(f"{folder}: {source}.npy has {len(values)} rows, coord.npy {n}")
+            if key == "segment" and values is not None and len(self.class_map):
+                known = (values >= 0) & (values < len(self.class_map))
+                values = np.where(known, self.class_map[np.where(known, values, 0)], -1)
             labels[key] = values
         scene = {"name": folder.name, **scene_tensors({"coord": arrays["coord"], "color": arrays["color"],
                                                        "superpoint": arrays["superpoint"], **labels})}
         if self.with_normal and "normal" in arrays:
             scene["normal"] = torch.from_numpy(arrays["normal"].astype(np.float32))
         return scene
+
+    @classmethod
+    def for_config(cls, data, root: str | os.PathLike, split: str, **kwargs) -> SceneDataset:
+        """The split as ``data`` (a ``DataConfig``) reads it: its label arrays and class map."""
+        return cls(root, split, data.segment_key, data.instance_key, class_map=data.class_map, **kwargs)
 
 
 def keep_as_list(scenes: list[dict]) -> list[dict]:

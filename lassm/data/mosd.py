@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from pypcd4 import PointCloud
 
-from ..config.schema import ScanConfig
+from ..config.schema import ScanConfig, single_view_scan
 from .io import DataError
 from .preprocess import SceneJob
 from .singleview import INSTANCE_VIEWS, check_view, grid_mesh, process_single_view, valid_pixels
@@ -47,7 +47,7 @@ SCENE_GROUPS = {
     "occluded": range(25, 33),
     "cylindrical": range(33, 45),
 }
-MOSD_SCAN = ScanConfig(frame="support_plane")  # what the mosd preset uses (config.presets.mosd)
+MOSD_SCAN = single_view_scan()  # what the mosd and tabletop presets use (config.presets.mosd)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -18,8 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from ..progress import tqdm
 from .io import DataError, scene_is_done, write_json, write_scene
 
 FAILURES_FILE = "failures.json"

@@ -21,8 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from .io import (
     DataError,
     int_array,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from . import synthetic_parts as P
 from .io import DataError, Mesh, atomic_path, read_json, write_json, write_mesh_ply
 from .labels import CLASS_LABELS_200, VALID_CLASS_IDS_200

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 from pypcd4 import Encoding, PointCloud
-from tqdm.auto import tqdm
 
 from ..cli import run_command
+from ..progress import tqdm
 from . import depth_camera as cam
 from . import mosd
 from . import tabletop_shapes as shapes

@@ -42,7 +42,7 @@ from .formats import (
 
 EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids",
                 "split_dataset", "scene_arrays", "scene_count", "find_scene", "predict_split", "write_scene",
-                "export_split", "evaluate_split")
+                "export_split", "evaluate_split", "write_scene_view")
 
 
 def __getattr__(name: str):

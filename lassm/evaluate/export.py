@@ -89,7 +89,7 @@ def instance_label_ids(cfg: Config) -> np.ndarray:
 
 def split_dataset(cfg: Config, split: str, root: str | None = None) -> SceneDataset:
     """The processed scenes of ``split`` under ``root`` (default: the config's data root)."""
-    return SceneDataset(root or cfg.data.root, split, cfg.data.segment_key, cfg.data.instance_key)
+    return SceneDataset.for_config(cfg.data, root or cfg.data.root, split)
 
 
 def scene_arrays(dataset: SceneDataset, index: int) -> dict[str, np.ndarray]:
@@ -191,6 +191,38 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
                      "gt": int(instance.max().item()) + 1 if len(instance) else 0,
                      "predictions": int(len(pred.scores))})
     return {"overall": evaluator.compute(), "per_scene": rows}
+
+
+def write_scene_view(checkpoint: str | Path, path: str | Path, split: str = "val", scene: str = "",
+                     root: str | None = None, device: str | torch.device | None = None,
+                     max_points: int = 200_000, min_score: float = 0.2) -> dict:
+    """A standalone HTML page of one scene: ground truth | the checkpoint's prediction (matched pairs in
+    the same colour, IoU written on them, a legend with each instance's class), written atomically.
+
+    scene: a scene of ``split`` (default the first); root: the data root (default the checkpoint's).
+    The page shows the predictions scored at least ``min_score`` (the AP50 counts them all).
+    Returns ``scene``, ``path``, ``AP50`` (this scene alone) and the checkpoint's one-line ``summary``.
+    """
+    from ..inference import open_model  # the model code only when a view is asked for
+    from ..viz import prediction_vs_gt_figure, save_html
+
+    model, cfg, info = open_model(checkpoint, device=device)
+    dataset = split_dataset(cfg, split, root)
+    index = find_scene(dataset, scene)
+    name, arrays = dataset.name(index), scene_arrays(dataset, index)
+    pred = predict_arrays(model, cfg, arrays, next(model.parameters()).device)
+    label, instance = gt_instances(arrays, cfg)  # (N,) train labels, (N,) compact instance ids
+    classes = cfg.data.instance_class_names
+    names = {int(i): classes[int(label[instance == i][0])] for i in torch.unique(instance[instance >= 0])}
+    scene_only = InstanceEvaluator(classes)
+    scene_only.add(pred.masks, pred.scores, pred.classes, instance, label)
+    ap50 = scene_only.compute()["AP50"]
+    scores = pred.scores.float().cpu().numpy()  # (K,)
+    shown = scores >= min_score
+    title = f"{name} ({split}): ground truth | predictions scored >= {min_score:g}; AP50 {ap50:.3f} (all)"
+    fig = prediction_vs_gt_figure(arrays["coord"], instance.numpy(), pred.masks.cpu().numpy()[shown],
+                                  scores[shown], max_points=max_points, title=title, instance_names=names)
+    return {"scene": name, "path": save_html(fig, path), "AP50": ap50, "summary": info["summary"]}
 
 
 # ------------------------------------------------------------------------------- command line

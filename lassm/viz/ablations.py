@@ -6,6 +6,7 @@ seeds); ``curves`` is :func:`lassm.ablations.validation_curves`'s (one entry per
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from pathlib import Path
@@ -106,6 +107,32 @@ def tradeoff_figure(table: list[dict]) -> go.Figure:
     return fig
 
 
-def report_html(figures: list[go.Figure], table: list[dict], path: str | os.PathLike, title: str) -> Path:
-    """One standalone page: a heading, the summary table and the figures, plotly.js embedded once."""
-    return write_page(path, title, [table_html(_header(), _cells(table)), *figures])
+def report_html(figures: list[go.Figure], table: list[dict], path: str | os.PathLike, title: str,
+                settings: dict | None = None, caveats: list[str] = ()) -> Path:
+    """One standalone page: a heading, the study's settings (name -> value) and caveats, the summary table
+    and the figures, plotly.js embedded once."""
+    parts = []
+    if settings:
+        parts.append("<h2>Settings</h2>" + table_html(["setting", "value"],
+                                                      [[str(k), str(v)] for k, v in settings.items()]))
+    if caveats:
+        parts.append("<h2>Read with care</h2><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in caveats)
+                     + "</ul>")
+    results = table_html(_header(), _cells(table))
+    return write_page(path, title, [*parts, "<h2>Results</h2>", results, *figures])
+
+
+def study_caveats(table: list[dict], seeds: list[int], steps: int | None = None) -> list[str]:
+    """What a reader of an ablation table should keep in mind, from the study's own settings."""
+    notes = []
+    if len(seeds) < 2:
+        notes.append("One seed per variant: differences between variants can be run-to-run noise "
+                     "(AP50 moves by about 0.1 between evaluations of one short run). Run several seeds "
+                     "(the table then shows mean ± std).")
+    if steps is not None and steps < 2000:
+        notes.append(f"Short schedules ({steps:,} training steps per run): an early-training comparison, "
+                     "not the converged models the paper compares.")
+    if any(r.get("failed") for r in table):
+        notes.append("Some runs failed (error column); their variants have no result.")
+    notes.append("Timing columns compare runs only when they ran alone on the same device.")
+    return notes

@@ -6,9 +6,11 @@ import numpy as np
 
 QUERY_COLOR = "rgb(220,40,40)"  # the selected / sampled queries of the decoder figures
 FAINT = "rgba(150,150,150,0.25)"  # background points under query overlays
-# Plotly's default qualitative colours, one per series (variant, seed, metric)
+# One colour per series (variant, seed, metric): Plotly's ten defaults, then ten more distinct ones
+# (Plotly's Dark24 picks), so studies of up to 20 variants never repeat a colour
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf")
+                 "#bcbd22", "#17becf", "#222A2A", "#FB00D1", "#1CFFCE", "#B68100", "#750D86", "#EB663B",
+                 "#511CFB", "#00A08B", "#86CE00", "#6C7C32")
 
 
 def label_colors(labels: np.ndarray, ignore_color=(190, 190, 190)) -> np.ndarray:

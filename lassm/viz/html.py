@@ -24,7 +24,7 @@ def save_html(fig: go.Figure, path, plotlyjs: bool | str = True) -> Path:
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"path: expected an .html file name, got {path}")
     with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=plotlyjs, full_html=True)
+        fig.write_html(str(tmp), include_plotlyjs=plotlyjs, full_html=True, auto_play=False)  # sliders wait
     return path
 
 
@@ -50,7 +50,7 @@ def write_page(path: str | os.PathLike, title: str, parts: list[str | go.Figure]
     chunks, embedded = [], False
     for part in parts:
         if isinstance(part, go.Figure):
-            chunks.append(part.to_html(full_html=False, include_plotlyjs=not embedded))
+            chunks.append(part.to_html(full_html=False, include_plotlyjs=not embedded, auto_play=False))
             embedded = True
         else:
             chunks.append(part)

@@ -159,6 +159,8 @@ def instance_comparison_figure(
     point_size: float = 1.5,
     seed: int = 0,
     title: str = "",
+    instance_names: dict[int, str] | None = None,
+    max_legend: int = 24,
 ) -> go.Figure:
     """Ground-truth instances (left) next to predicted instances (right), in two 3-D scatters.
 
@@ -167,7 +169,9 @@ def instance_comparison_figure(
     are points of no GT instance. A prediction matching a GT instance (:func:`match_instances`)
     takes that instance's colour, so the panels compare at a glance; false positives get dark
     shades, which no GT instance has. At most ``max_points`` points (one seeded random subset,
-    the same in both panels) are drawn.
+    the same in both panels) are drawn. The legend names the colours: each GT instance (its class from
+    ``instance_names`` {instance id: name} when given; the first ``max_legend``), false positives and
+    points of no instance.
     """
     from plotly.subplots import make_subplots
 
@@ -207,21 +211,36 @@ def instance_comparison_figure(
         fig.add_trace(go.Scatter3d(**xyz(shown), mode="markers",
                                    marker=dict(size=point_size, color=css_colors(colors)), text=text,
                                    hoverinfo="text", showlegend=False), row=1, col=col)
+    names = instance_names or {}
+    found = {int(g) for g in matched[matched >= 0]}
+    entries = [(f"instance {g}" + (f": {names[g]}" if g in names else "")
+                + ("" if g in found else " (missed)"),
+                label_colors(np.array([g]))[0])
+               for g in gt_ids[:max_legend]]
+    if len(gt_ids) > max_legend:
+        entries.append((f"... {len(gt_ids) - max_legend} more instances", grey))
+    entries += [("false positive (dark shades)", (label_colors(np.array([0]))[0] * 0.45).astype(np.uint8)),
+                ("no instance / no prediction", grey)]
+    for name, color in entries:  # legend only: a trace without points
+        fig.add_trace(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", name=name,
+                                   marker=dict(size=8, color=css_colors(color[None])[0])), row=1, col=1)
     fig.update_layout(title=title, height=600, margin=dict(l=0, r=0, t=60 if title else 30, b=0),
-                      scene=HIDDEN_AXES, scene2=HIDDEN_AXES)
+                      scene=HIDDEN_AXES, scene2=HIDDEN_AXES, legend=dict(itemsizing="constant"))
     return fig
 
 
 def prediction_vs_gt_figure(coord: np.ndarray, gt_instance: np.ndarray, pred_masks: np.ndarray,
                             pred_scores: np.ndarray, iou_threshold: float = 0.5, max_points: int = 200_000,
-                            seed: int = 0, title: str = "") -> go.Figure:
+                            seed: int = 0, title: str = "", instance_names: dict[int, str] | None = None
+                            ) -> go.Figure:
     """:func:`instance_comparison_figure` plus every matched pair's IoU written at the prediction's
     centre, and red overlays on the points of missed GT instances (left) and of false positives (right)."""
     coord = np.asarray(coord)
     gt_instance = np.asarray(gt_instance, dtype=np.int64)
     pred_masks = np.asarray(pred_masks, dtype=bool).reshape(-1, len(coord))  # (K, N)
     fig = instance_comparison_figure(coord, gt_instance, pred_masks, pred_scores, iou_threshold,
-                                     max_points=max_points, seed=seed, title=title)
+                                     max_points=max_points, seed=seed, title=title,
+                                     instance_names=instance_names)
     rows = instance_match_table(gt_instance, pred_masks, pred_scores, iou_threshold)
     keep = subsample(len(coord), max_points, seed)  # the subset instance_comparison_figure draws
     missed = np.isin(gt_instance, [r["gt"] for r in rows if r["status"] == "miss"])  # (N,)

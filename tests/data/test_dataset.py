@@ -42,6 +42,29 @@ def test_missing_labels_read_as_minus_one_and_multilabel_keeps_column_0(tmp_path
     assert (s["instance"] == -1).all()
 
 
+def test_class_map_relabels_segment_as_the_config_says(tmp_path):
+    """data.class_map: label k -> class_map[k]; -1 and labels beyond the map -> -1; instances untouched."""
+    from lassm.config import DataConfig, demo
+
+    arrays = make_scene(tmp_path / "train" / "s", 200, 3)
+    data = DataConfig(class_names=("wall", "floor", "object"), class_map=(0, 1) + (2,) * 10 + (-1,) * 3)
+    s = SceneDataset.for_config(data, tmp_path, "train")[0]
+    raw = arrays["segment20"].astype(np.int64)
+    expected = np.where(raw < 0, -1, np.where(raw < 12, np.minimum(raw, 2), -1))  # 12-14 -> -1, 15-19 beyond
+    assert np.array_equal(s["segment"].numpy(), expected)
+    assert {-1, 0, 1, 2} == set(np.unique(expected).tolist())  # every branch of the rule is exercised
+    assert np.array_equal(s["instance"].numpy(), arrays["instance"])
+    plain = SceneDataset.for_config(DataConfig(), tmp_path, "train")[0]  # no map: labels as stored
+    assert np.array_equal(plain["segment"].numpy(), raw)
+    # the demo preset keeps wall and floor and merges the 18 instance classes into "object"
+    cfg = demo()
+    names = cfg.data.class_names
+    assert [names[c] for c in cfg.data.class_map[:2]] == ["wall", "floor"]
+    assert {names[c] for c in cfg.data.class_map[2:]} == {"object"} and cfg.model.num_classes == 1
+    with pytest.raises(ValueError, match="data.class_map"):
+        DataConfig(class_names=("wall", "floor", "object"), class_map=(0, 1, 3))
+
+
 def test_empty_or_missing_roots_raise(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         SceneDataset(tmp_path, "train")
