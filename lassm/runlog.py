@@ -65,3 +65,12 @@ def last_validation(run_dir: str | os.PathLike) -> dict:
     if not val:
         raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
     return val[-1]
+
+
+def best_validation(run_dir: str | os.PathLike) -> dict:
+    """The validation ``model_best.pth`` holds: the highest AP50, of equal ones the latest (as training
+    keeps it); ValueError if the run has none."""
+    val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
+    if not val:
+        raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
+    return max(reversed(val), key=lambda r: r["AP50"])

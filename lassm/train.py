@@ -47,7 +47,7 @@ from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
 from .model.checkpoint import RunLock, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
-from .runlog import Logger, eta_text, last_validation
+from .runlog import Logger, best_validation, eta_text, last_validation
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -379,6 +379,9 @@ def _command(args) -> int:
         v = last_validation(args.summary)
         print(f"{args.summary}: epoch {v['epoch']:.0f}, validation AP {v['AP']:.3f} AP50 {v['AP50']:.3f} "
               f"AP25 {v['AP25']:.3f}")
+        b = best_validation(args.summary)
+        print(f"best (model_best.pth): epoch {b['epoch']:.0f}, validation AP {b['AP']:.3f} "
+              f"AP50 {b['AP50']:.3f} AP25 {b['AP25']:.3f}")
         view = Path(args.summary) / "val_view.html"  # written by notebooks/03_train.ipynb
         if view.is_file():
             print(f"one validation scene, ground truth | prediction: {view.resolve()}")

@@ -123,6 +123,14 @@ def test_bad_inputs_are_named(data_root, tmp_path):
     assert train.poly_lr(1.0, 10, 10, 0.9) == pytest.approx((1 / 11) ** 0.9)
 
 
+def test_best_validation_is_the_one_model_best_keeps(tmp_path):
+    records = [{"kind": "val", "step": s, "AP": 0.1, "AP50": ap50, "AP25": 0.3, "epoch": e}
+               for e, (s, ap50) in enumerate([(10, 0.2), (20, 0.5), (30, 0.5), (40, 0.1)], 1)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert runlog.best_validation(tmp_path)["step"] == 30  # the latest of equal AP50s
+    assert runlog.last_validation(tmp_path)["step"] == 40
+
+
 def test_eta_text():
     assert [runlog.eta_text(s) for s in (0, 12.4, 65, 3600 + 125, -3)] == \
         ["eta 0s", "eta 12s", "eta 1m05s", "eta 1h02m", "eta 0s"]
@@ -131,7 +139,8 @@ def test_eta_text():
 def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):
     train.run(tiny(data_root, tmp_path, max_steps=1))
     assert train.main(["--summary", str(tmp_path / "run")]) == 0
-    assert "validation AP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation AP" in out and "best (model_best.pth): epoch" in out
     with pytest.raises(ValueError, match="no validation results"):
         runlog.last_validation(tmp_path)
 

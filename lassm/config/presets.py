@@ -54,19 +54,24 @@ def synthetic(root: str = "data/synthetic", variant: str = "-3") -> Config:
 def demo(root: str = "data/demo", variant: str = "-3") -> Config:
     """The CPU quick start (``make demo``): small generated rooms, every instance class merged into one.
 
-    The model of :func:`synthetic` on "small" synthetic rooms (vertices 8-12 cm apart), voxelised at
-    8 cm to match (at 2 cm every point would sit alone in its neighbourhood and the first convolutions
-    would see nothing), with ScanNet's 18 instance classes merged into "object" (``data.class_map``):
-    it learns in minutes on a laptop CPU to find the objects of rooms it has not seen, not what they
-    are. The 18-class task needs the ``synthetic`` preset on full-density rooms and far more training.
+    The synthetic rooms' 16-channel SpUNet with a 64-wide decoder (100 queries) on "small" synthetic
+    rooms (vertices 8-12 cm apart), voxelised at 8 cm to match (at 2 cm every point would sit alone
+    in its neighbourhood and the first convolutions would see nothing), with ScanNet's 18 instance
+    classes merged into "object" (``data.class_map``): it learns in minutes on a laptop CPU to find
+    the objects of rooms it has not seen, not what they are. Training: batch 2, lr 3e-3, 30 epochs,
+    validation every 5. The 18-class task needs the ``synthetic`` preset on full-density rooms and far
+    more training.
     """
     cfg = synthetic(root=root, variant=variant)
     data = cfg.data
     data.raw_root, data.class_names = "data/demo_raw", ("wall", "floor", "object")
     data.class_map = (0, 1) + (2,) * (len(labels.CLASS_LABELS_20) - 2)
-    cfg.model = _model(data, cfg.model.backbone, cfg.model.decoder, topk=cfg.model.postprocess.topk_insts)
+    decoder = cfg.model.decoder
+    decoder.d_model, decoder.ffn_hidden, decoder.heads = 64, 256, 4
+    cfg.model = _model(data, cfg.model.backbone, decoder, topk=cfg.model.postprocess.topk_insts)
     cfg.augment.grid_size = 0.08
-    cfg.train.experiment = "demo"
+    cfg.train.batch_size, cfg.train.lr, cfg.train.epochs = 2, 3e-3, 30
+    cfg.train.eval_interval, cfg.train.experiment = ((1, 5),), "demo"
     return cfg
 
 

@@ -107,7 +107,7 @@ def run_jobs(
 
     def failed(job: SceneJob, err: BaseException) -> None:
         summary.failures.append(Failure(job.name, job.split, str(job.source), _reason(err)))
-        tqdm.write(f"failed: {job.split}/{job.name}: {summary.failures[-1].reason}", file=sys.stderr)
+        bar.write(f"failed: {job.split}/{job.name}: {summary.failures[-1].reason}", file=sys.stderr)
 
     if workers == 1 or len(todo) <= 1:
         for job in todo:
