@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/papermill --log-level WARNING notebooks/01_preprocess.ipynb outputs/01_preprocess.ipynb \
 		-p room_size small -p num_rooms 80 -p raw_root data/demo_raw -p out_root data/demo
 	$(BIN)/papermill --log-level WARNING notebooks/03_train.ipynb outputs/03_train.ipynb \
-		-p preset demo -p epochs 30 -p batch_size 2 -p lr 0.003 -p eval_every 5
+		-p preset demo -p epochs 25 -p batch_size 2 -p lr 0.003 -p eval_every 5
 	$(BIN)/python -m lassm.train --summary outputs/demo-3
 
 # Unit tests, then every notebook executed in smoke mode (nbval; LASSM_SMOKE=1).
