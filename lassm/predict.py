@@ -39,7 +39,7 @@ from .cli import check_output_dir, run_command
 from .config import Config
 from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
-from .inference import load_model, predict_arrays
+from .inference import open_model, predict_arrays
 from .model import LaSSM, Prediction
 
 # ----------------------------------------------------------------------------- which scans
@@ -194,7 +194,8 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
     check_outputs(out_dir, paths)
     started = time.perf_counter()
-    model, cfg = load_model(checkpoint, preset, variant, device, trusted=trusted)
+    model, cfg, info = open_model(checkpoint, preset, variant, device, trusted=trusted)
+    print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     used = frame or cfg.data.scan.frame
     print(f"{checkpoint}: {cfg.release or cfg.data.name} model on {device}, loaded in "

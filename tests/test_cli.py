@@ -109,7 +109,7 @@ def test_predict_command(tmp_path, capsys, monkeypatch):
     no_scan = [str(checkpoint), str(tmp_path / "none.npy"), "--out", str(tmp_path)]
     assert_user_error(capsys, predict.main(no_scan), "none.npy")
     # the output folder is checked before the model is loaded or run
-    monkeypatch.setattr(predict, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(predict, "open_model", lambda *a, **k: pytest.fail("model loaded"))
     out_file = tmp_path / "taken"
     out_file.write_text("x")
     assert_user_error(capsys, predict.main([str(checkpoint), str(scan), "--out", str(out_file)]),
@@ -119,15 +119,15 @@ def test_predict_command(tmp_path, capsys, monkeypatch):
                       "scan_instances.npz is a folder")
 
 
-def test_trust_checkpoint_reaches_load_model(tmp_path, capsys, monkeypatch):
+def test_trust_checkpoint_reaches_the_loader(tmp_path, capsys, monkeypatch):
     seen = []
 
-    def fake_load_model(*args, trusted=False):
+    def fake_open_model(*args, trusted=False):
         seen.append(trusted)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(predict, "load_model", fake_load_model)
-    monkeypatch.setattr(export, "load_model", fake_load_model)
+    monkeypatch.setattr(predict, "open_model", fake_open_model)
+    monkeypatch.setattr(export, "open_model", fake_open_model)
     scan = tmp_path / "scan.npy"
     np.save(scan, np.zeros((5, 3)))
     for flags in ([], ["--trust-checkpoint"]):

@@ -85,6 +85,7 @@ def test_npy_cloud_round_trip(tmp_path, checkpoint, capsys):
     assert np.array_equal(vertex["instance"], result["instance"])
     out = capsys.readouterr().out
     assert "3000 points" in out and "instances:" in out and "no colours" not in out
+    assert f"{checkpoint} (synthetic): no training state stored" in out  # what the checkpoint carries
 
 
 def test_pcd_drops_nan_points_and_keeps_colour(tmp_path, checkpoint):

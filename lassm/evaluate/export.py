@@ -35,7 +35,7 @@ from ..config import Config
 from ..data.dataset import SceneDataset
 from ..data.io import DataError
 from ..data.labels import CLASS_LABELS_20, CLASS_LABELS_200, VALID_CLASS_IDS_20, VALID_CLASS_IDS_200
-from ..inference import gt_instances, has_labels, load_model, predict_arrays
+from ..inference import gt_instances, has_labels, open_model, predict_arrays
 from ..model import LaSSM, Prediction
 from .ap import InstanceEvaluator
 from .formats import MASK_FOLDER, benchmark_classes, write_gt, write_predictions
@@ -195,7 +195,7 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
 
 def write_scene_view(checkpoint: str | Path, path: str | Path, split: str = "val", scene: str = "",
                      root: str | None = None, device: str | torch.device | None = None,
-                     max_points: int = 200_000, min_score: float = 0.2) -> dict:
+                     max_points: int = 200_000, min_score: float = 0.4) -> dict:
     """A standalone HTML page of one scene: ground truth | the checkpoint's prediction (matched pairs in
     the same colour, IoU written on them, a legend with each instance's class), written atomically.
 
@@ -203,7 +203,6 @@ def write_scene_view(checkpoint: str | Path, path: str | Path, split: str = "val
     The page shows the predictions scored at least ``min_score`` (the AP50 counts them all).
     Returns ``scene``, ``path``, ``AP50`` (this scene alone) and the checkpoint's one-line ``summary``.
     """
-    from ..inference import open_model  # the model code only when a view is asked for
     from ..viz import prediction_vs_gt_figure, save_html
 
     model, cfg, info = open_model(checkpoint, device=device)
@@ -253,8 +252,9 @@ def _command(args) -> None:
     check_output_dir(out, "--out")  # before the model runs: a file there, or no write permission
     if args.max_scenes < 0:
         raise ValueError(f"--max-scenes: expected 0 (all) or a positive number, got {args.max_scenes}")
-    model, cfg = load_model(args.checkpoint, args.preset, args.variant, args.device,
-                            trusted=args.trust_checkpoint)
+    model, cfg, info = open_model(args.checkpoint, args.preset, args.variant, args.device,
+                                  trusted=args.trust_checkpoint)
+    print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite)
     print(f"{len(done['written'])} scenes written, {len(done['skipped'])} already there: "
