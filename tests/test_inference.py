@@ -89,3 +89,29 @@ def test_gt_instances_are_train_labels_and_compact_ids(setup):
     assert label.tolist() == [-1, -1, 2, 2, 5, -1, 2]
     assert instance.tolist() == [-1, -1, 1, 1, 0, -1, -1]
     assert inference.has_labels(arrays) and not inference.has_labels({"segment": np.full(3, -1)})
+
+
+def test_scene_view_page_shows_the_scene_the_validation_scores(setup, tmp_path):
+    """write_scene_view: the first val scene (or a named one), its own AP50 as the evaluator computes it,
+    a legend naming each GT instance's class, and only the predictions scored at least min_score."""
+    from lassm.evaluate import InstanceEvaluator, write_scene_view
+
+    root, cfg, checkpoint = setup
+    view = write_scene_view(checkpoint, tmp_path / "views" / "val.html", device="cpu", min_score=0.0)
+    dataset = SceneDataset(cfg.data.root, "val", cfg.data.segment_key, cfg.data.instance_key)
+    assert view["scene"] == dataset.name(0) and view["path"].is_file()
+    arrays = {k: v.numpy() for k, v in dataset[0].items() if torch.is_tensor(v)}
+    model, loaded = inference.load_model(checkpoint, device="cpu")
+    pred = inference.predict_arrays(model, loaded, arrays, "cpu")
+    label, instance = inference.gt_instances(arrays, loaded)
+    evaluator = InstanceEvaluator(loaded.data.instance_class_names)
+    evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
+    assert view["AP50"] == pytest.approx(evaluator.compute()["AP50"], nan_ok=True)
+    page = view["path"].read_text()
+    first_class = loaded.data.instance_class_names[int(label[instance == 0][0])]
+    assert f"instance 0: {first_class}" in page and "saved after" not in view["summary"]
+    assert f"prediction: {len(pred.scores)} instances" in page
+    none_shown = write_scene_view(checkpoint, tmp_path / "views" / "none.html", device="cpu", min_score=2.0)
+    assert "prediction: 0 instances" in none_shown["path"].read_text()
+    with pytest.raises(ValueError, match="scene"):
+        write_scene_view(checkpoint, tmp_path / "views" / "x.html", scene="no_such_scene", device="cpu")
