@@ -6,6 +6,7 @@ import pytest
 from lassm.viz import (
     ap_figure,
     class_scores_figure,
+    css_colors,
     curves_figure,
     decoder_slider_figure,
     decoder_stage_figure,
@@ -46,6 +47,13 @@ def test_scene_figure_subsamples_and_has_dropdown():
     labels = [b.label for b in fig.layout.updatemenus[0].buttons]
     assert labels == ["RGB", "semantic", "instance"]
     assert any(t.startswith("semantic: ") for t in fig.data[0].text[:20])
+    # the semantic layer's legend: one entry per class, in its colour, visible with that layer only
+    assert [t.name for t in fig.data[1:]] == ["a", "b", "c"] and not any(t.visible for t in fig.data[1:])
+    assert fig.data[2].marker.color == css_colors(label_colors(np.array([1])))[0]
+    semantic = fig.layout.updatemenus[0].buttons[1].args[0]
+    assert semantic["visible"] == [True, True, True, True]
+    assert semantic["marker.color"][1:] == [t.marker.color for t in fig.data[1:]]
+    assert fig.layout.updatemenus[0].buttons[0].args[0]["visible"] == [True, False, False, False]
 
 
 # ------------------------------------------------------------------------------- evaluation figures

@@ -29,7 +29,8 @@ def scene_figure(
     coord: (N, 3); color: (N, 3) uint8; layers: name -> (N,) integer labels (e.g. semantic,
     instance, superpoint). At most ``max_points`` points are drawn (a fixed random subset) so
     the figure stays light in a notebook or HTML export. Hovering shows every layer's value,
-    with class names for the layer called "semantic".
+    with class names for the layer called "semantic", whose colours also get a legend (shown while
+    that layer is selected).
     """
     coord = np.asarray(coord)
     layers = dict(layers or {})
@@ -51,16 +52,27 @@ def scene_figure(
         else:
             hover.append([f"{name}: {i}" for i in v])
     text = ["<br>".join(parts) for parts in zip(*hover, strict=True)] if hover else None
-    first = next(iter(options.values()))
+    first_name, first = next(iter(options.items()))
     fig = go.Figure(go.Scatter3d(
-        **xyz(shown), mode="markers",
+        **xyz(shown), mode="markers", showlegend=False,
         marker=dict(size=point_size, color=first), text=text, hoverinfo="text" if text else "x+y+z",
     ))
+    legend = []  # (class name, colour) of the semantic layer's classes in view
+    if "semantic" in layers and class_names is not None:
+        ids = np.unique(np.asarray(layers["semantic"])[keep])
+        ids = ids[ids >= 0]
+        legend = [(class_names[i] if i < len(class_names) else str(i), c)
+                  for i, c in zip(ids, css_colors(label_colors(ids)), strict=True)]
+    for name, c in legend:  # legend only: traces without points
+        fig.add_trace(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", name=name,
+                                   marker=dict(size=8, color=c), visible=first_name == "semantic"))
     fig.update_layout(
         title=title, height=650, margin=dict(l=0, r=0, t=40 if title else 10, b=0),
-        scene=HIDDEN_AXES,
+        scene=HIDDEN_AXES, legend=dict(itemsizing="constant"),
         updatemenus=[dict(
-            buttons=[dict(label=name, method="restyle", args=[{"marker.color": [c]}])
+            buttons=[dict(label=name, method="restyle",
+                          args=[{"marker.color": [c, *(lc for _, lc in legend)],
+                                 "visible": [True, *([name == "semantic"] * len(legend))]}])
                      for name, c in options.items()],
             direction="down", x=0.0, y=1.0, xanchor="left", yanchor="top",
         )],
