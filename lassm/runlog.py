@@ -59,18 +59,20 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def last_validation(run_dir: str | os.PathLike) -> dict:
-    """The run's last validation record (AP, AP50, AP25, epoch, step); ValueError if it has none."""
+def _validations(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's validation records in order; ValueError if it has none yet."""
     val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
     if not val:
         raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
-    return val[-1]
+    return val
+
+
+def last_validation(run_dir: str | os.PathLike) -> dict:
+    """The run's last validation record (AP, AP50, AP25, epoch, step); ValueError if it has none."""
+    return _validations(run_dir)[-1]
 
 
 def best_validation(run_dir: str | os.PathLike) -> dict:
     """The validation ``model_best.pth`` holds: the highest AP50, of equal ones the latest (as training
     keeps it); ValueError if the run has none."""
-    val = [r for r in read_metrics(run_dir) if r.get("kind") == "val"]
-    if not val:
-        raise ValueError(f"run_dir: {run_dir} has no validation results in metrics.jsonl yet")
-    return max(reversed(val), key=lambda r: r["AP50"])
+    return max(reversed(_validations(run_dir)), key=lambda r: r["AP50"])

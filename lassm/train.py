@@ -269,7 +269,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
         steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
     total = tc.epochs * steps_per_epoch
     metrics: dict = {}
-    timed_steps, step_seconds = 0, 0.0  # this process's training steps and their time, for the ETA
+    timed_steps, train_seconds = 0, 0.0  # this process's steps and finished epochs' time, for the ETA
     while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):
         epoch = state["epoch"]
         shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the epoch's data order
@@ -281,7 +281,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=keep_as_list,
                                              num_workers=tc.num_workers, persistent_workers=False)
         ddp.train()
-        sums, seen, started, step_seconds_before = {}, 0, time.time(), step_seconds
+        sums, seen, started = {}, 0, time.time()
         for i, scenes in enumerate(loader):
             step = state["step"]
             batch = load_batch(scenes, pipeline, step_generator(cfg.seed, epoch, i, rank, device), device)
@@ -295,16 +295,18 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             seen += 1
-            timed_steps, step_seconds = timed_steps + 1, time.time() - started + step_seconds_before
+            timed_steps += 1
             if state["step"] % tc.log_every == 0:
                 left = min(total, tc.max_steps or total) - state["step"]  # validation time not included
                 logger.log("train", state["step"], {**{k: v.item() for k, v in losses.items()}, "lr": lr},
-                           note=eta_text(left * step_seconds / timed_steps))
+                           note=eta_text(left * (train_seconds + time.time() - started) / timed_steps))
             if tc.max_steps and state["step"] >= tc.max_steps:
                 break
         state["epoch"] = epoch + 1
+        elapsed = time.time() - started
+        train_seconds += elapsed
         logger.log("epoch", state["step"], {**{k: v / max(seen, 1) for k, v in sums.items()},
-                                            "epoch": state["epoch"], "seconds": time.time() - started,
+                                            "epoch": state["epoch"], "seconds": elapsed,
                                             "peak_mb": peak_mb(device)})
         finished = state["epoch"] >= tc.epochs or bool(tc.max_steps and state["step"] >= tc.max_steps)
         if rank == 0 and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished):
