@@ -13,26 +13,12 @@ keeping the file it replaces; :func:`plain` turns metrics into the plain types s
 :func:`read_newest` falls back to an older file; :class:`RunLock` keeps a second run out of the folder.
 
 SpUNet-v2m1 needs no conversion: :class:`lassm.model.SpUNet` has the reference's module
-names and spconv's weight layout, so the authors' ``backbone.*`` entries load as they are.
-
-Mask3D's ``Res16UNet34C`` was trained with MinkowskiEngine, whose state_dict differs:
-
-=====================================================  ==================================================
-MinkowskiEngine / Mask3D key                            lassm key
-=====================================================  ==================================================
-``<conv>.kernel``  (K, C_in, C_out), K = k^3            ``<conv>.weight`` (C_out, k, k, k, C_in)
-``<conv>.kernel``  (C_in, C_out)  (1x1x1 convolution)   ``<conv>.weight`` (C_out, 1, 1, 1, C_in), see below
-``<norm>.bn.{weight,bias,running_*,num_batches_*}``     ``<norm>.{weight,bias,running_*,num_batches_*}``
-``final.kernel``, ``final.bias``                         dropped (the layer is never called, spec 4.2)
-``module.`` prefix (DDP)                                 removed
-=====================================================  ==================================================
-
-Kernel offsets: MinkowskiEngine enumerates a cubic kernel with the x offset varying fastest
-(its ``kernel_region`` iterator increments axis 0 first; offsets -r..r for odd kernels, 0..1
-for the stride-2 kernel), spconv flattens ``(kx, ky, kz)`` with z fastest. The conversion
-reorders the K axis accordingly. 1x1x1 weights are stored so that spconv's reading of them
-(the ``(C_out, 1, 1, 1, C_in)`` buffer taken as a ``(C_in, C_out)`` matrix) gives back the
-MinkowskiEngine matrix.
+names and spconv's weight layout, so the authors' ``backbone.*`` entries load as they are. Mask3D's
+``Res16UNet34C`` was trained with MinkowskiEngine, whose state_dict differs (:mod:`lassm.model.minkowski`
+has the table). :func:`lassm_state_dict` is the one place that recognises a checkpoint's layout and
+converts it, so a MinkowskiEngine file (a backbone alone, or the authors' whole ScanNet200 model) works
+wherever a checkpoint is taken: ``train.init_weights``, :func:`load_lassm_checkpoint`,
+:func:`lassm.inference.load_model` (and with it ``predict`` and ``export``).
 """
 
 from __future__ import annotations
@@ -49,8 +35,9 @@ import numpy as np
 import torch
 
 from ..data.io import DataError, atomic_path
-
-_BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+from .minkowski import convert_minkowski, describe_kernel, is_minkowski
+from .minkowski import minkowski_kernel_to_spconv as minkowski_kernel_to_spconv  # re-exported
+from .minkowski import minkowski_to_lassm as minkowski_to_lassm  # re-exported
 
 
 def _numpy_scalar_globals() -> list:
@@ -239,68 +226,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def minkowski_kernel_to_spconv(kernel: torch.Tensor) -> torch.Tensor:
-    """(K, C_in, C_out) MinkowskiEngine kernel (x fastest) -> (C_out, k, k, k, C_in) weight."""
-    if kernel.dim() == 2:  # 1x1x1 convolution
-        c_in, c_out = kernel.shape
-        return kernel.contiguous().reshape(c_out, 1, 1, 1, c_in)
-    volume, c_in, c_out = kernel.shape
-    k = round(volume ** (1 / 3))
-    if k ** 3 != volume:
-        raise ValueError(f"kernel with {volume} offsets is not a cube")
-    # index = x + k*y + k*k*z  ->  axes (z, y, x, C_in, C_out)  ->  (C_out, x, y, z, C_in)
-    return kernel.reshape(k, k, k, c_in, c_out).permute(4, 2, 1, 0, 3).contiguous()
-
-
-def minkowski_to_lassm(state_dict: dict, prefix: str = "") -> dict:
-    """Rename and reshape a MinkowskiEngine Res16UNet34C state_dict (see the module table).
-
-    prefix: kept in front of every key (e.g. ``"backbone."`` when the file stores the backbone
-    inside a whole model); keys not starting with it are ignored.
-    """
-    out = {}
-    for key, value in state_dict.items():
-        if key.startswith("module."):
-            key = key[len("module."):]
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix):]
-        if name.startswith("final."):
-            continue
-        if name.endswith(".kernel"):
-            out[prefix + name[: -len("kernel")] + "weight"] = minkowski_kernel_to_spconv(value)
-            continue
-        parts = name.split(".")
-        if len(parts) >= 3 and parts[-2] == "bn" and parts[-1] in _BN_FIELDS:
-            name = ".".join(parts[:-2] + parts[-1:])
-        out[prefix + name] = value
-    return out
-
-
-def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: str = "backbone.",
-                            trusted: bool = False) -> None:
-    """Load a Mask3D/MinkowskiEngine checkpoint into :class:`~lassm.model.Res16UNet34C`, strictly.
-
-    Unlike the reference's silent non-strict load (spec 11.2.12), a file whose keys do not
-    match (for example prefixed ``unet.`` instead of ``backbone.``) is an error. ``trusted``: see
-    :func:`read_checkpoint`.
-    """
-    blob = read_checkpoint(path, trusted=trusted)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict (or a dict with 'state_dict')")
-    converted = minkowski_to_lassm(state, prefix)
-    converted = {k[len(prefix):]: v for k, v in converted.items()}
-    if not converted:
-        found = sorted({k.split(".")[0] for k in state})[:5]
-        raise ValueError(f"{path}: no keys start with {prefix!r} (first-level names found: {found})")
-    missing, unexpected = model.load_state_dict(converted, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not match {type(model).__name__}: missing {missing[:5]}"
-                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
-
-
-
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DDP, Lightning-style wrappers, torch.compile
 
 
@@ -308,6 +233,7 @@ class LoadReport(NamedTuple):
     missing: list[str]  # model parameters the checkpoint did not provide
     unexpected: list[str]  # checkpoint entries the model has no place for
     skipped: list[str]  # entries dropped on purpose (skip_keys)
+    minkowski: bool = False  # the file was in MinkowskiEngine's layout and was converted
 
 
 def _state_dict_of(blob, source: str) -> dict:
@@ -336,31 +262,97 @@ def strip_prefixes(state_dict: dict, prefixes: tuple[str, ...] = WRAPPER_PREFIXE
     return out
 
 
+class Converted(NamedTuple):
+    state: dict  # our key names and weight layout
+    minkowski: bool  # converted from MinkowskiEngine's layout
+    sources: dict  # converted weight key -> (the file's key, its shape), for messages in the file's terms
+
+
+def lassm_state_dict(blob, source: str = "checkpoint") -> Converted:
+    """Any checkpoint's weights in our layout: the one place where a checkpoint's layout is recognised.
+
+    blob: a loaded checkpoint or a state_dict. Ours and the authors' Pointcept files (SpUNet) only lose
+    their wrapper prefixes (``module.`` ...). A MinkowskiEngine-keyed file (``.kernel`` entries: Mask3D's
+    Res16UNet34C backbone, bare or under ``backbone.``, or the authors' whole ScanNet200 model) has its
+    kernels reordered and its norms renamed (:mod:`lassm.model.minkowski`). A kernel that is no
+    MinkowskiEngine kernel is a ValueError naming ``source`` and the key.
+    """
+    state = strip_prefixes(_state_dict_of(blob, source))
+    if not is_minkowski(state):
+        return Converted(state, False, {})
+    converted, sources = convert_minkowski(state, source)
+    return Converted(converted, True, sources)
+
+
+def _mismatch(key: str, value: torch.Tensor, own: torch.Tensor, sources: dict) -> str:
+    """One entry whose shape does not fit, in the file's terms where it came from a MinkowskiEngine kernel."""
+    if key in sources and own.dim() == 5:
+        file_key, shape = sources[key]
+        return (f"{file_key} {shape} is a {describe_kernel(shape, True)} kernel where the model's {key} "
+                f"is {describe_kernel(tuple(own.shape), False)}")
+    return f"{key} {tuple(value.shape)} vs model {tuple(own.shape)}"
+
+
+def check_shapes(model: torch.nn.Module, converted: Converted, source: str) -> None:
+    """ValueError naming ``source`` and the entries whose shape (or kernel volume) the model cannot take."""
+    own = model.state_dict()
+    wrong = [_mismatch(k, v, own[k], converted.sources) for k, v in converted.state.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{source}: shapes differ from the model's for {len(wrong)} entries: {wrong[:4]}"
+                         f"{' ...' if len(wrong) > 4 else ''} (another backbone or kernel size? a different "
+                         f"class count? skip those keys)")
+
+
+def load_minkowski_backbone(model: torch.nn.Module, path: str | Path, prefix: str = "backbone.",
+                            trusted: bool = False) -> None:
+    """Load a Mask3D/MinkowskiEngine checkpoint into :class:`~lassm.model.Res16UNet34C` alone, strictly.
+
+    The keys under ``prefix`` are the backbone's (a bare file's get ``backbone.`` when converted). Unlike
+    the reference's silent non-strict load (spec 11.2.12), a file whose keys do not match (for example
+    prefixed ``unet.`` instead of ``backbone.``) is an error. ``trusted``: see :func:`read_checkpoint`.
+    """
+    converted = lassm_state_dict(read_checkpoint(path, trusted=trusted), str(path))
+    state = {k[len(prefix):]: v for k, v in converted.state.items() if k.startswith(prefix)}
+    if not state:
+        found = sorted({k.split(".")[0] for k in converted.state})[:5]
+        raise ValueError(f"{path}: no keys start with {prefix!r} (first-level names found: {found})")
+    sources = {k[len(prefix):]: v for k, v in converted.sources.items() if k.startswith(prefix)}
+    check_shapes(model, Converted(state, converted.minkowski, sources), str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not match {type(model).__name__}: missing {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+
+
 def load_lassm_checkpoint(model: torch.nn.Module, source, skip_keys: tuple[str, ...] = (),
                           strict: bool = False, trusted: bool = False) -> LoadReport:
-    """Load a Pointcept-format LaSSM checkpoint (the authors' released ``model_best.pth``) or ours.
+    """Load any LaSSM checkpoint: ours, the authors' Pointcept ``model_best.pth`` (SpUNet or, for
+    ScanNet200, MinkowskiEngine-keyed), or a MinkowskiEngine backbone alone (Mask3D's Res16UNet34C).
 
-    source: a path, or an already loaded checkpoint / state_dict. Wrapper prefixes (``module.``
-    from DDP and the like) are stripped; entries whose key contains any of ``skip_keys`` are
+    source: a path, or an already loaded checkpoint / state_dict. :func:`lassm_state_dict` strips wrapper
+    prefixes and converts MinkowskiEngine layouts; entries whose key contains any of ``skip_keys`` are
     dropped (the reference's ScanNet++ loader skips ``sp_seg_head.2`` and ``out_cls.2``, the only
-    class-count-dependent layers, spec 10.2). Shapes must match. Returns what was missing and
-    unexpected; ``strict=True`` turns either into an error instead. A path is read as data only unless
-    ``trusted`` (:func:`read_checkpoint`).
+    class-count-dependent layers, spec 10.2). Shapes and kernel volumes must match (ValueError naming the
+    file and the key otherwise), and at least one entry must fit the model: a file of which nothing
+    loads (other key names) is refused, where the reference would silently keep the random init (spec
+    11.2.12). Returns what was missing and unexpected; ``strict=True`` turns either into an error
+    instead. A path is read as data only unless ``trusted`` (:func:`read_checkpoint`).
     """
     name = str(source) if isinstance(source, (str, Path)) else "checkpoint"
     if isinstance(source, (str, Path)):
         source = read_checkpoint(source, trusted=trusted)
-    state = strip_prefixes(_state_dict_of(source, name))
-    skipped = sorted(k for k in state if any(s in k for s in skip_keys))
-    state = {k: v for k, v in state.items() if k not in set(skipped)}
+    converted = lassm_state_dict(source, name)
+    skipped = sorted(k for k in converted.state if any(s in k for s in skip_keys))
+    state = {k: v for k, v in converted.state.items() if k not in set(skipped)}
+    converted = converted._replace(state=state)
+    check_shapes(model, converted, name)
     own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise ValueError(f"{name}: shapes differ from the model's for {len(wrong)} entries: {wrong[:4]}"
-                         f"{' ...' if len(wrong) > 4 else ''} (a different class count? skip those keys)")
+    if own and state and not any(k in own for k in state):
+        raise ValueError(f"{name}: none of its {len(state)} entries is a parameter of {type(model).__name__} "
+                         f"(its keys: {sorted(state)[:3]} ...; the model's: {sorted(own)[:3]} ...)")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    report = LoadReport(sorted(missing), sorted(unexpected), skipped)
+    report = LoadReport(sorted(missing), sorted(unexpected), skipped, converted.minkowski)
     if strict and (report.missing or report.unexpected):
         raise ValueError(f"{name}: does not match {type(model).__name__}: missing {report.missing[:5]}, "
                          f"unexpected {report.unexpected[:5]}")
