@@ -32,6 +32,20 @@ def run_command(command: Callable[[], int | None]) -> int:
     return 0 if status is None else int(status)
 
 
+def dash_values(argv: list[str] | None, flags: tuple[str, ...] = ("--variant",)) -> list[str]:
+    """The command line with ``FLAG VALUE`` joined into ``FLAG=VALUE`` for a value that starts with a dash:
+    argparse takes ``-3`` for a value (a negative number) but ``-3-sc`` for another option, so that
+    ``--variant -3-sc`` would fail with "expected one argument"."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = []
+    while args:
+        arg = args.pop(0)
+        if arg in flags and args and args[0].startswith("-") and len(args[0]) > 1 and args[0][1] != "-":
+            arg = f"{arg}={args.pop(0)}"
+        out.append(arg)
+    return out
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """Fail before the work, not after it, when ``path`` cannot become a file: it is a folder, a part of it
     is a file, or the first of its folders that exists is not writable (missing ones are created later)."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .cli import check_output_dir, run_command
+from .cli import check_output_dir, dash_values, run_command
 from .config import Config
 from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--preset", default=None,
                         help="build the model from this preset (for foreign checkpoints)")
-    parser.add_argument("--variant", default=None, help="decoder variant of --preset: -3 (default) or -0")
+    parser.add_argument("--variant", default=None,
+                        help="decoder variant of --preset: -3 (default) or -0 (scannetpp also -3-sc, -0-sc)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     parser.add_argument("--frame", default=None, choices=("dataset", "support_plane"),
                         help="override the checkpoint's scan preprocessing: the file's own frame, or a "
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="redo scans whose outputs exist")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(dash_values(argv))
     return run_command(lambda: _command(args))
 
 

@@ -6,6 +6,14 @@
     train.launch(cfg, gpus=2)                         # one process per GPU under torchrun
     python -m lassm.train --preset synthetic --set train.epochs=10
     torchrun --nproc_per_node 4 -m lassm.train --config outputs/scannet-3/config.json
+    python -m lassm.train --preset scannetpp --variant -3-sc --set data.root=data/scannetpp
+
+The scannet, scannet200 and scannetpp presets carry the training recipe of each of the authors' released
+configs (``--variant``; :mod:`lassm.config.recipes`): epochs, passes per epoch (``train.loop``), learning
+rate, validation interval, batch, and the initial weights with the keys not loaded. Those weights are
+read from ``weights/...`` when a run starts (Mask3D's MinkowskiEngine backbone for ScanNet200 is converted
+as it loads); a missing file stops the run and says where it comes from; ``--set train.init_weights=PATH``
+names another, ``train.init_weights=""`` trains from random weights.
 
 Distributed mode is read from torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``);
 across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_endpoint`` flags.
@@ -37,15 +45,16 @@ from pathlib import Path
 import torch
 
 from . import augment
-from .cli import run_command
+from .cli import dash_values, run_command
 from .config import Config, apply_overrides, preset
+from .config.recipes import weights_hint
 from .data.batch import pack_scenes
 from .data.dataset import SceneDataset, keep_as_list
 from .data.io import atomic_path
 from .evaluate import evaluate_predictions
 from .inference import predict_arrays, step_generator
 from .model import LaSSM, load_lassm_checkpoint
-from .model.checkpoint import RunLock, plain, restore, save_checkpoint
+from .model.checkpoint import LoadReport, RunLock, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
 from .runlog import Logger, best_validation, eta_text, last_validation
 
@@ -232,6 +241,28 @@ def run(cfg: Config, trusted: bool = False) -> dict:
         return _run(cfg, rank, world, _device(tc.device, local_rank), run_dir, trusted)
 
 
+def initialise(model: LaSSM, tc, trusted: bool = False, log=print) -> LoadReport | None:
+    """Load ``tc.init_weights`` (any layout :func:`lassm.model.checkpoint.lassm_state_dict` knows: ours, the
+    authors', MinkowskiEngine's) into a new model, without the entries named by ``tc.skip_keys``; None
+    when there is nothing to load. A missing file is a FileNotFoundError naming it and, for a recipe's
+    file, where it comes from (:func:`lassm.config.recipes.weights_hint`); the reference would silently
+    train from random weights instead (spec 10.2). ``log``: where the one-line report goes (None: nowhere)."""
+    if not tc.init_weights:
+        return None
+    path = Path(tc.init_weights)
+    if not path.is_file():
+        hint = weights_hint(tc.init_weights)
+        raise FileNotFoundError(f"train.init_weights: {path} not found{f' ({hint})' if hint else ''}; set "
+                                f"train.init_weights=PATH to the file, or train.init_weights=\"\" to train "
+                                f"from random weights")
+    report = load_lassm_checkpoint(model, path, skip_keys=tuple(tc.skip_keys), trusted=trusted)
+    if log is not None:
+        layout = " (MinkowskiEngine layout, converted)" if report.minkowski else ""
+        log(f"initialised from {path}{layout}: {len(report.missing)} missing, {len(report.unexpected)} "
+            f"unexpected, {len(report.skipped)} skipped keys", flush=True)
+    return report
+
+
 def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path, trusted: bool) -> dict:
     tc = cfg.train
     if rank == 0:
@@ -252,11 +283,8 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
     resumed = tc.resume and restore([last, prev], model, optimizer, scaler, cfg.to_dict()["model"], device,
                                     tidy=rank == 0)
     state = resumed or {"epoch": 0, "step": 0, "best_ap50": -1.0}
-    if not resumed and tc.init_weights:
-        report = load_lassm_checkpoint(model, tc.init_weights, skip_keys=tuple(tc.skip_keys), trusted=trusted)
-        if rank == 0:
-            print(f"initialised from {tc.init_weights}: {len(report.missing)} missing, "
-                  f"{len(report.unexpected)} unexpected, {len(report.skipped)} skipped keys", flush=True)
+    if not resumed:
+        initialise(model, tc, trusted, log=print if rank == 0 else None)
     ddp = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
         broadcast_buffers=False, find_unused_parameters=True) if world > 1 else model
@@ -264,7 +292,8 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
     if state["step"] == 0:
         logger.log("run", 0, {"params": sum(p.numel() for p in model.parameters()), "processes": world})
     per_step = tc.batch_size * world
-    steps_per_epoch = max(1, len(train_set) // per_step)  # drop_last, as the reference
+    passes = len(train_set) * tc.loop  # an epoch: `loop` passes over the set, shuffled together (spec 10.1)
+    steps_per_epoch = max(1, passes // per_step)  # drop_last, as the reference
     if tc.steps_per_epoch:  # large (synthetic) sets: an epoch is a random part of the set
         steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
     total = tc.epochs * steps_per_epoch
@@ -273,9 +302,9 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
     while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):
         epoch = state["epoch"]
         shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the epoch's data order
-        order = torch.randperm(len(train_set), generator=shuffle)
-        if len(train_set) < per_step:  # tiny datasets: repeat scenes to fill one step
-            order = order.repeat(math.ceil(per_step / len(train_set)))
+        order = torch.randperm(passes, generator=shuffle) % len(train_set)  # loop 1: a permutation of the set
+        if passes < per_step:  # tiny datasets: repeat scenes to fill one step
+            order = order.repeat(math.ceil(per_step / passes))
         mine = slice(rank * tc.batch_size, (rank + 1) * tc.batch_size)  # this process's part of a step
         batches = [order[i * per_step:(i + 1) * per_step][mine].tolist() for i in range(steps_per_epoch)]
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=keep_as_list,
@@ -366,13 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", default="synthetic", help="named preset (synthetic, scannet, ...)")
     source.add_argument("--config", help="a config.json written by an earlier run")
-    parser.add_argument("--variant", default=None, help="released decoder variant of the preset: -3 or -0")
+    parser.add_argument("--variant", default=None,
+                        help="released config of the preset: -3 or -0 (decoder), for scannetpp also -3-sc or "
+                             "-0-sc (trained from scratch); sets the model, augmentation and training recipe")
     parser.add_argument("--summary", metavar="RUN_DIR", help="print a run's last validation AP and exit")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides, e.g. train.epochs=10 model.decoder.t_layer=0")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="unpickle train.init_weights fully (weights_only=False): only a file you trust")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(dash_values(argv))
     return run_command(lambda: _command(args))
 
 

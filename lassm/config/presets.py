@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import labels
+from .recipes import released_training
 from .schema import (
     BackboneConfig,
     Config,
@@ -77,32 +78,39 @@ def demo(root: str = "data/demo", variant: str = "-3") -> Config:
 
 
 def scannet(root: str = "data/scannet", variant: str = "-3") -> Config:
-    """ScanNet v2, released configs insseg-lassm-spunet-v2-3 / -0 (spec 10.2)."""
+    """ScanNet v2, released configs insseg-lassm-spunet-v2-3 / -0 (spec 10.2): model, augmentation and
+    training recipe (:mod:`lassm.config.recipes`: 512 epochs, lr 3e-4, the backbone of an SPFormer-style
+    ScanNet model as initial weights)."""
     data = DataConfig(name="scannet", raw_root="data/scannet_raw", root=root)
     return Config(data, _model(data, BackboneConfig(), _decoder(variant), topk=200),
+                  train=released_training("scannet", variant),
                   release=f"scannet/insseg-lassm-spunet-v2{variant}",
                   augment=augment_preset("scannet", variant))
 
 
 def scannet200(root: str = "data/scannet", variant: str = "-3") -> Config:
-    """ScanNet200 with Mask3D's Res16UNet34C on colour only (spec 4.2, 10.2)."""
+    """ScanNet200 with Mask3D's Res16UNet34C on colour only (spec 4.2, 10.2), released configs
+    insseg-lassm-minkunet-3 / -0: training starts from Mask3D's MinkowskiEngine backbone
+    (``weights/mask3d_scannet200.pth``, converted when loaded), 170 epochs of 3 passes, lr 3e-4."""
     # Same processed folder as ScanNet v2; wall (0) and floor (2) are stuff. The reference swaps raw
     # chair (1) and floor (2) at load time and then drops the prefix (0, 1) (REFERENCE_SPEC 2.2-2.3);
     # mapping the non-stuff classes to 0..C-1 in order gives the same train labels without the swap.
     data = DataConfig(name="scannet200", raw_root="data/scannet_raw", root=root, segment_key="segment200",
                       class_names=labels.CLASS_LABELS_200, stuff_classes=(0, 2))
     return Config(data, _model(data, BackboneConfig(name="res16unet34c", in_channels=3), _decoder(variant),
-                               topk=600), release=f"scannet200/insseg-lassm-minkunet{variant}",
+                               topk=600), train=released_training("scannet200", variant),
+                  release=f"scannet200/insseg-lassm-minkunet{variant}",
                   augment=augment_preset("scannet200", variant))
 
 
 def scannetpp(root: str = "data/scannetpp", variant: str = "-3") -> Config:
     """ScanNet++ v2: variants -3 / -0 fine-tune the ScanNet model, -3-sc / -0-sc train from scratch.
 
-    The -sc configs have the same model; the released -sc runs differ in training only (no initial
-    weights, 800 epochs, lr 1e-4; spec 10.2). This preset sets the model and augmentation; the
-    training schedule is the TrainConfig default for every variant, so set ``train.*`` yourself
-    (``release`` only names the authors' config).
+    The -sc configs have the same model; the released -sc runs differ in training only, and ``train``
+    carries each variant's recipe (:mod:`lassm.config.recipes`, spec 10.2): -3 / -0 start from the ScanNet
+    LaSSM of the same decoder (``weights/scannet-lassm-spunet-v2-3.pth`` / ``-0.pth``) without its two
+    class-count layers (``sp_seg_head.2``, ``out_cls.2``), 512 epochs at lr 3e-4; -sc start from random
+    weights, 100 epochs of 8 passes (800 passes) at lr 1e-4, validating after every epoch.
     """
     stuff = tuple(i for i in range(len(labels.CLASS_LABELS_PP)) if i not in labels.INSTANCE_CLASS_IDS_PP)
     data = DataConfig(name="scannetpp", raw_root="data/scannetpp_raw", root=root,
@@ -110,6 +118,7 @@ def scannetpp(root: str = "data/scannetpp", variant: str = "-3") -> Config:
                       class_names=labels.CLASS_LABELS_PP, stuff_classes=stuff)
     decoder = _decoder(variant.removesuffix("-sc") if variant in SCRATCH_VARIANTS else variant)
     return Config(data, _model(data, BackboneConfig(), decoder, topk=300),
+                  train=released_training("scannetpp", variant),
                   release=f"scannetpp/insseg-lassm-spunet-v2{variant}",
                   augment=augment_preset("scannetpp", variant))
 
@@ -166,8 +175,9 @@ def tiny(cfg: Config) -> Config:
 
 
 # Smoke runs: a tiny model (tiny) and two steps on one scene at a time
+# (no initial weights: a tiny model cannot take the released ones)
 SMOKE_TRAIN = {"train.epochs": 1, "train.max_steps": 2, "train.batch_size": 1, "train.num_workers": 0,
-               "train.val_max_scenes": 1, "train.resume": False}
+               "train.val_max_scenes": 1, "train.resume": False, "train.init_weights": ""}
 
 
 def run_config(preset_name: str, run_dir: str | Path, variant: str = "-3", seed: int = 0,

@@ -352,8 +352,11 @@ class TrainConfig:
 
     experiment: str = "synthetic"  # run folder: <output_root>/<experiment>/
     output_root: str = "outputs"  # where runs are written (git-ignored)
-    epochs: int = 512  # passes over the training split
-    batch_size: int = 3  # scenes per step per process (the reference: 3 per GPU, 4 GPUs)
+    # epochs of `loop` passes over the training split each; validation (eval_interval), checkpoints and the
+    # ETA count these epochs (the reference's "trainer epochs": epoch / eval_epoch, spec 10.1)
+    epochs: int = 512
+    loop: int = 1  # passes over the training split per epoch (the reference's data loop: ScanNet200 3, -sc 8)
+    batch_size: int = 3  # scenes per step per process (the reference: 3 per GPU, 4 GPUs = 12 a step)
     lr: float = 3e-4  # AdamW peak learning rate, decayed per step by (1 - step / (T + 1)) ** 0.9
     weight_decay: float = 0.05  # on every parameter, as the reference (spec 11.1.5)
     poly_power: float = 0.9  # exponent of the poly decay
@@ -363,8 +366,11 @@ class TrainConfig:
     # default: unscale first, then clip the true gradients.
     clip_scaled_grads: bool = False
     eval_interval: tuple[tuple[int, int], ...] = ((1, 8), (496, 1))  # (from epoch, every n epochs), spec 10.3
-    init_weights: str = ""  # checkpoint to start from (ours or the authors'); "" = random init
-    skip_keys: tuple[str, ...] = ()  # checkpoint entries to drop when initialising (e.g. class heads)
+    # checkpoint to start from (ours, the authors', or a MinkowskiEngine one such as Mask3D's backbone,
+    # converted); relative to the working folder; "" = random init. Read when a run starts (not when it
+    # resumes): a missing file is an error then, naming where the released file comes from
+    init_weights: str = ""
+    skip_keys: tuple[str, ...] = ()  # entries whose key contains one of these are not loaded (class heads)
     resume: bool = True  # continue from <run>/model_last.pth when it exists
     log_every: int = 50  # steps between log lines (metrics.jsonl, TensorBoard, console)
     num_workers: int = 2  # data-loading processes per training process
@@ -384,7 +390,7 @@ class TrainConfig:
         if self.steps_per_epoch < 0:
             raise ValueError(f"train.steps_per_epoch: expected 0 (a full pass) or a positive integer, "
                              f"got {self.steps_per_epoch}")
-        _positive(self, "train", ("epochs", "batch_size", "log_every"))
+        _positive(self, "train", ("epochs", "loop", "batch_size", "log_every"))
         for name in ("max_steps", "val_max_scenes", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name}: expected 0 (no limit / none) or a positive integer, "
