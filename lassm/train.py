@@ -241,6 +241,14 @@ def run(cfg: Config, trusted: bool = False) -> dict:
         return _run(cfg, rank, world, _device(tc.device, local_rank), run_dir, trusted)
 
 
+def epoch_steps(scenes: int, tc, world: int = 1) -> int:
+    """Steps of one epoch: ``tc.loop`` passes over ``scenes`` in global batches of ``batch_size x world``,
+    the last partial batch dropped as the reference does (spec 10.4), at most ``tc.steps_per_epoch``
+    (large synthetic sets: an epoch is then a random part of the set); at least one."""
+    steps = max(1, scenes * tc.loop // (tc.batch_size * world))
+    return min(steps, tc.steps_per_epoch) if tc.steps_per_epoch else steps
+
+
 def initialise(model: LaSSM, tc, trusted: bool = False, log=print) -> LoadReport | None:
     """Load ``tc.init_weights`` (any layout :func:`lassm.model.checkpoint.lassm_state_dict` knows: ours, the
     authors', MinkowskiEngine's) into a new model, without the entries named by ``tc.skip_keys``; None
@@ -293,9 +301,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
         logger.log("run", 0, {"params": sum(p.numel() for p in model.parameters()), "processes": world})
     per_step = tc.batch_size * world
     passes = len(train_set) * tc.loop  # an epoch: `loop` passes over the set, shuffled together (spec 10.1)
-    steps_per_epoch = max(1, passes // per_step)  # drop_last, as the reference
-    if tc.steps_per_epoch:  # large (synthetic) sets: an epoch is a random part of the set
-        steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
+    steps_per_epoch = epoch_steps(len(train_set), tc, world)
     total = tc.epochs * steps_per_epoch
     metrics: dict = {}
     timed_steps, train_seconds = 0, 0.0  # this process's steps and finished epochs' time, for the ETA

@@ -64,20 +64,62 @@ def test_converted_kernels_reproduce_minkowski_convolutions():
     assert torch.allclose(up(y).feats, me_conv(y.feats, y.coords, coords, me_up, 2, transposed=True))
 
 
-def test_state_dict_mapping_and_strict_loading(tmp_path):
-    model = Res16UNet34C()
-    # a MinkowskiEngine-style file: kernels (K, C_in, C_out), norms under .bn, a final layer
+def test_kernel_offsets_follow_minkowski_order_on_one_offset_kernels():
+    """MinkowskiEngine's rule written out by hand: out(p) = sum_i in(p * s_out / s_in + offset_i) W_i, the
+    offsets i enumerated x fastest, so for k=3 offset (dx, dy, dz) is row (dx+1) + 3 (dy+1) + 9 (dz+1) and
+    for the stride-2 k=2 kernel (dx, dy, dz) is row dx + 2 dy + 4 dz. Kernels with a single non-zero row at
+    an offset that is no mirror or permutation of itself pick out one neighbour."""
+    grid = [[0, x, y, z] for x in range(4) for y in range(4) for z in range(4)]
+    coords = torch.tensor(grid, dtype=torch.int32)
+    feats = torch.arange(len(coords), dtype=torch.float64).unsqueeze(1) * torch.tensor([[1.0, -2.0]])
+    at = {tuple(c[1:]): i for i, c in enumerate(coords.tolist())}
+    x = SparseTensor.from_voxels(feats, coords, (4, 4, 4), backend="torch")
+    mix = torch.tensor([[1.0, 3.0, 0.0], [0.5, 0.0, -1.0]], dtype=torch.float64)  # (C_in 2, C_out 3)
+    for offset in ((1, -1, 0), (0, 1, -1), (-1, 0, 1)):
+        me = torch.zeros(27, 2, 3, dtype=torch.float64)
+        me[(offset[0] + 1) + 3 * (offset[1] + 1) + 9 * (offset[2] + 1)] = mix
+        conv = SubMConv3d(2, 3, 3).double()
+        conv.weight.data = minkowski_kernel_to_spconv(me)
+        out = conv(x).feats
+        for i, c in enumerate(coords[:, 1:].tolist()):
+            source = at.get(tuple(a + d for a, d in zip(c, offset, strict=True)))
+            expected = feats[source] @ mix if source is not None else torch.zeros(3, dtype=torch.float64)
+            assert torch.allclose(out[i], expected), (offset, c)
+    me = torch.zeros(8, 2, 3, dtype=torch.float64)
+    me[1 + 0 + 4] = mix  # offset (1, 0, 1)
+    down = SparseConv3d(2, 3, indice_key="d").double()
+    down.weight.data = minkowski_kernel_to_spconv(me)
+    y = down(x)
+    for i, c in enumerate(y.coords[:, 1:].tolist()):
+        assert torch.allclose(y.feats[i], feats[at[(2 * c[0] + 1, 2 * c[1], 2 * c[2] + 1)]] @ mix)
+
+
+def to_minkowski(state: dict, prefix: str = "backbone.") -> dict:
+    """The inverse of the conversion, for the keys under ``prefix`` (the rest is kept as it is): what a
+    MinkowskiEngine-trained model's state_dict holds. Kernels (K, C_in, C_out) with x fastest, 1x1x1 ones
+    (C_in, C_out), norms under ``.bn``."""
     me = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            me[key] = value
+            continue
         module, field = key.rsplit(".", 1)
         if field == "weight" and value.dim() == 5:
             k = value.shape[1]
             kernel = value.permute(3, 2, 1, 4, 0).reshape(k ** 3, value.shape[4], value.shape[0])
             if k == 1:
                 kernel = value.reshape(value.shape[4], value.shape[0])
-            me[f"module.backbone.{module}.kernel"] = kernel
+            me[f"{module}.kernel"] = kernel
         else:
-            me[f"module.backbone.{module}.bn.{field}"] = value
+            me[f"{module}.bn.{field}"] = value
+    return me
+
+
+def test_state_dict_mapping_and_strict_loading(tmp_path):
+    model = Res16UNet34C()
+    # a MinkowskiEngine-style file: kernels (K, C_in, C_out), norms under .bn, a final layer
+    me = to_minkowski({f"backbone.{k}": v for k, v in model.state_dict().items()})
+    me = {f"module.{k}": v for k, v in me.items()}
     me["module.backbone.final.kernel"] = torch.zeros(96, 200)
     converted = minkowski_to_lassm(me, "backbone.")
     assert set(converted) == {f"backbone.{k}" for k in model.state_dict()}
