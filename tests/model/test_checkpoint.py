@@ -1,15 +1,23 @@
-"""MinkowskiEngine -> lassm conversion against a direct reading of MinkowskiEngine's conv rule."""
+"""MinkowskiEngine -> lassm conversion against a direct reading of MinkowskiEngine's conv rule, and
+MinkowskiEngine-keyed checkpoints (Mask3D's backbone, the authors' ScanNet200 model) through every loader."""
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
+from lassm import config, inference, predict, train
 from lassm.data.io import DataError
-from lassm.model import Res16UNet34C
-from lassm.model.checkpoint import load_minkowski_backbone, minkowski_kernel_to_spconv, minkowski_to_lassm
+from lassm.model import LaSSM, Res16UNet34C
+from lassm.model.checkpoint import (
+    load_lassm_checkpoint,
+    load_minkowski_backbone,
+    minkowski_kernel_to_spconv,
+    minkowski_to_lassm,
+)
 from lassm.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
 
 
@@ -135,3 +143,124 @@ def test_state_dict_mapping_and_strict_loading(tmp_path):
         load_minkowski_backbone(fresh, tmp_path / "bad.pth")
     with pytest.raises(DataError, match="missing.pth"):
         load_minkowski_backbone(fresh, tmp_path / "missing.pth")
+
+
+# ------------------------------------------------------------ ScanNet200: MinkowskiEngine files everywhere
+
+
+@pytest.fixture(scope="module")
+def scannet200():
+    """The scannet200 preset's model (Res16UNet34C) in eval mode, its norms given statistics and affine
+    parameters away from 1 and 0, so that a swapped or dropped norm entry changes the output."""
+    torch.manual_seed(0)
+    cfg = config.scannet200()
+    model = LaSSM(cfg.model).eval()
+    with torch.no_grad():
+        for name, buffer in model.backbone.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_(0, 0.1)
+            elif name.endswith("running_var"):
+                buffer.uniform_(0.5, 1.5)
+        for name, param in model.backbone.named_parameters():
+            if param.dim() == 1:
+                param.uniform_(0.8, 1.2) if name.endswith("weight") else param.normal_(0, 0.1)
+    return cfg, model
+
+
+def voxels(seed: int = 0, count: int = 300) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A small scene of (N, 3) colour features, (N, 3) unique grid coordinates and its offset."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.unique(torch.randint(0, 24, (count, 3), generator=g), dim=0)
+    return torch.randn(len(grid), 3, generator=g), grid, torch.tensor([len(grid)])
+
+
+@torch.no_grad()
+def test_mask3d_backbone_initialises_a_run_and_gives_the_same_features(scannet200, tmp_path, capsys):
+    cfg, model = scannet200
+    backbone = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    me = to_minkowski(backbone)
+    me["backbone.final.kernel"], me["backbone.final.bias"] = torch.randn(96, 200), torch.randn(1, 200)
+    torch.save({"state_dict": me}, tmp_path / "mask3d_scannet200.pth")
+    assert cfg.train.init_weights == "weights/mask3d_scannet200.pth" and cfg.train.skip_keys == ()
+    tc = config.scannet200().train
+    tc.init_weights = str(tmp_path / "mask3d_scannet200.pth")
+    fresh = LaSSM(cfg.model).eval()
+    report = train.initialise(fresh, tc)
+    assert report.minkowski and report.unexpected == [] and report.skipped == []
+    assert report.missing == sorted(k for k in model.state_dict() if not k.startswith("backbone."))
+    assert "mask3d_scannet200.pth (MinkowskiEngine layout, converted): " in capsys.readouterr().out
+    feat, grid, offset = voxels()
+    expected = model.backbone(feat, grid, offset)  # (N, 96)
+    assert torch.equal(fresh.backbone(feat, grid, offset), expected)
+    # a bare Res16UNet34C file (no backbone. prefix), already loaded
+    bare = LaSSM(cfg.model).eval()
+    load_lassm_checkpoint(bare, {k.removeprefix("backbone."): v for k, v in me.items()})
+    assert torch.equal(bare.backbone(feat, grid, offset), expected)
+    untouched = LaSSM(cfg.model).eval()
+    assert not torch.equal(untouched.backbone(feat, grid, offset), expected)  # the loads did something
+
+
+@torch.no_grad()
+def test_authors_whole_scannet200_model_through_load_model_and_predict(scannet200, tmp_path):
+    cfg, model = scannet200
+    me = {f"module.{k}": v for k, v in to_minkowski(model.state_dict()).items()}  # Pointcept's DDP keys
+    assert any(k.startswith("module.decoder.") for k in me) and "module.backbone.bn0.bn.weight" in me
+    torch.save({"epoch": 170, "state_dict": me}, tmp_path / "model_best.pth")
+    loaded, loaded_cfg = inference.load_model(tmp_path / "model_best.pth", preset="scannet200", device="cpu")
+    own = loaded.state_dict()
+    assert set(own) == set(model.state_dict())
+    assert all(torch.equal(own[k], v) for k, v in model.state_dict().items())
+    g = torch.Generator().manual_seed(1)
+    room = torch.rand(3000, 3, generator=g) * torch.tensor([3.0, 3.0, 1.0])
+    scan = torch.cat([room, torch.rand(3000, 3, generator=g) * 255], 1).numpy()
+    np.save(tmp_path / "room.npy", scan)
+    scene, expected = predict.segment_scan(model, loaded_cfg, tmp_path / "room.npy", "cpu")
+    batch = inference.prepare_input(scene, loaded_cfg, "cpu")
+    ours, theirs = loaded(batch).decoder.stages[-1], model(batch).decoder.stages[-1]  # the final stage
+    assert torch.equal(ours.labels[0], theirs.labels[0]) and torch.equal(ours.masks[0], theirs.masks[0])
+    # predict: the file with --preset scannet200 loads (every parameter, or it refuses) and predicts the same
+    rows = predict.run(tmp_path / "model_best.pth", tmp_path / "room.npy", tmp_path / "out",
+                       preset="scannet200", device="cpu", html=False)
+    assert rows[0]["status"] == "done"
+    written = np.load(tmp_path / "out" / "room_instances.npz")
+    assert np.array_equal(written["masks"], expected.masks.numpy())  # random weights: maybe no instances
+    assert np.array_equal(written["scores"], expected.scores.numpy())
+
+
+def test_misfitting_minkowski_kernels_are_refused_naming_file_and_key(scannet200, tmp_path):
+    cfg, model = scannet200
+    stem = "backbone.conv0p1s1"
+    cases = {  # file -> (entries, what the message says)
+        "cube.pth": ({f"{stem}.kernel": torch.zeros(100, 3, 32)},
+                     rf"cube.pth: {stem}.kernel \(100, 3, 32\): kernel with 100 offsets is not a cube"),
+        "volume.pth": ({f"{stem}.kernel": torch.zeros(27, 3, 32)},
+                       rf"volume.pth: .*{stem}.kernel \(27, 3, 32\) is a 3x3x3, 3 -> 32 channels kernel "
+                       rf"where the model's {stem}.weight is 5x5x5, 3 -> 32 channels"),
+        "channels.pth": ({"module.backbone.block1.0.conv1.kernel": torch.zeros(27, 32, 64)},
+                         r"channels.pth: .*block1.0.conv1.kernel \(27, 32, 64\) is a 3x3x3, 32 -> 64 "
+                         r"channels kernel where the model's backbone.block1.0.conv1.weight is 3x3x3, "
+                         r"32 -> 32"),
+        "prefix.pth": ({"unet.conv0p1s1.kernel": torch.zeros(125, 3, 32)},
+                       r"prefix.pth: none of its 1 entries is a parameter of LaSSM"),
+    }
+    for name, (entries, message) in cases.items():
+        torch.save({"state_dict": entries}, tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            load_lassm_checkpoint(model, tmp_path / name)
+    tc = config.scannet200().train
+    tc.init_weights = str(tmp_path / "volume.pth")
+    with pytest.raises(ValueError, match="volume.pth: .*3x3x3"):
+        train.initialise(model, tc)
+    with pytest.raises(DataError, match="channels.pth: .*32 -> 64"):
+        inference.load_model(tmp_path / "channels.pth", preset="scannet200", device="cpu")
+
+
+def test_a_missing_initial_weights_file_stops_the_run_saying_where_it_comes_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recipe's path is relative: weights/ of the working folder
+    tc = config.scannet200().train
+    message = (r"train.init_weights: weights/mask3d_scannet200.pth not found \(Mask3D's .*oneformer3d"
+               r".*init_weights=\"\"")
+    with pytest.raises(FileNotFoundError, match=message):
+        train.initialise(torch.nn.Linear(2, 2), tc)
+    tc.init_weights = ""
+    assert train.initialise(torch.nn.Linear(2, 2), tc) is None  # random weights: nothing to load
