@@ -59,6 +59,40 @@ def test_model_presets_follow_the_released_configs():
         config.scannet(variant="-3-sc")
 
 
+# The eight released configs (spec 10.2, 10.4, 12; configs/ of the authors' repository), written out by hand:
+# passes = epoch, epochs = eval_epoch (trainer epochs of epoch / eval_epoch passes each), lr, eval_interval,
+# initial weights, skipped keys, t_layer, augmentation (elastic p, tilt, feature channels).
+HEADS = ("sp_seg_head.2", "out_cls.2")
+SPUNET, MASK3D = "weights/scannet-spformer-spunet-v2.pth", "weights/mask3d_scannet200.pth"
+LASSM3, LASSM0 = "weights/scannet-lassm-spunet-v2-3.pth", "weights/scannet-lassm-spunet-v2-0.pth"
+EVERY8, EVERY2 = ((1, 8), (496, 1)), ((1, 2), (100, 1))
+RGBXYZ = "color+coord"
+RECIPES = {
+    ("scannet", "-3"): (512, 512, 3e-4, EVERY8, SPUNET, ("decoder",), 3, 0.95, 1 / 64, RGBXYZ),
+    ("scannet", "-0"): (512, 512, 3e-4, EVERY8, SPUNET, ("decoder",), 0, 0.5, 1 / 64, RGBXYZ),
+    ("scannet200", "-3"): (510, 170, 3e-4, EVERY2, MASK3D, (), 3, 0.95, 1 / 24, "color"),
+    ("scannet200", "-0"): (510, 170, 3e-4, EVERY2, MASK3D, (), 0, 0.95, 1 / 24, "color"),
+    ("scannetpp", "-3"): (512, 512, 3e-4, EVERY8, LASSM3, HEADS, 3, 0.5, 1 / 64, RGBXYZ),
+    ("scannetpp", "-0"): (512, 512, 3e-4, EVERY8, LASSM0, HEADS, 0, 0.5, 1 / 64, RGBXYZ),
+    ("scannetpp", "-3-sc"): (800, 100, 1e-4, ((1, 1),), "", HEADS, 3, 0.5, 1 / 64, RGBXYZ),
+    ("scannetpp", "-0-sc"): (800, 100, 1e-4, ((1, 1),), "", HEADS, 0, 0.5, 1 / 64, RGBXYZ),
+}
+
+
+@pytest.mark.parametrize("name, variant", list(RECIPES))
+def test_presets_carry_the_released_training_recipes(name, variant):
+    passes, epochs, lr, interval, weights, skip, t_layer, elastic, tilt, feats = RECIPES[(name, variant)]
+    cfg = config.preset(name, variant=variant)
+    t = cfg.train
+    assert (t.epochs, t.epochs * t.loop, t.lr, t.eval_interval) == (epochs, passes, lr, interval)
+    assert (t.init_weights, t.skip_keys) == (weights, skip)
+    assert (t.batch_size, t.weight_decay, t.poly_power, t.clip_grad, t.amp) == (3, 0.05, 0.9, 10.0, "auto")
+    assert t.experiment == f"{name}{variant}" and cfg.release.endswith(f"{variant}")
+    assert cfg.model.decoder.t_layer == t_layer
+    assert (cfg.augment.elastic_p, cfg.augment.tilt_angle, cfg.augment.feat_keys) == (elastic, tilt, feats)
+    assert config.Config.from_dict(cfg.to_dict()).train == t  # what config.json records comes back
+
+
 def test_reference_behaviour_switches_every_flag():
     cfg = config.reference_behaviour(config.scannet().model)
     assert not cfg.decoder.stable_order and cfg.decoder.centre_range == "superpoints"
