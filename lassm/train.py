@@ -8,12 +8,10 @@
     torchrun --nproc_per_node 4 -m lassm.train --config outputs/scannet-3/config.json
     python -m lassm.train --preset scannetpp --variant -3-sc --set data.root=data/scannetpp
 
-The scannet, scannet200 and scannetpp presets carry the training recipe of each of the authors' released
-configs (``--variant``; :mod:`lassm.config.recipes`): epochs, passes per epoch (``train.loop``), learning
-rate, validation interval, batch, and the initial weights with the keys not loaded. Those weights are
-read from ``weights/...`` when a run starts (Mask3D's MinkowskiEngine backbone for ScanNet200 is converted
-as it loads); a missing file stops the run and says where it comes from; ``--set train.init_weights=PATH``
-names another, ``train.init_weights=""`` trains from random weights.
+The scannet, scannet200 and scannetpp presets carry the training recipe of each released config
+(``--variant``, :mod:`lassm.config.recipes`), initial weights included: read from ``weights/...`` when a
+run starts (a missing file stops it, saying where the file comes from); ``--set train.init_weights=""``
+trains from random weights.
 
 Distributed mode is read from torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``);
 across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_endpoint`` flags.
@@ -53,8 +51,8 @@ from .data.dataset import SceneDataset, keep_as_list
 from .data.io import atomic_path
 from .evaluate import evaluate_predictions
 from .inference import predict_arrays, step_generator
-from .model import LaSSM, load_lassm_checkpoint
-from .model.checkpoint import LoadReport, RunLock, plain, restore, save_checkpoint
+from .model import LaSSM
+from .model.checkpoint import LoadReport, RunLock, load_initial_weights, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
 from .runlog import Logger, best_validation, eta_text, last_validation
 
@@ -250,24 +248,16 @@ def epoch_steps(scenes: int, tc, world: int = 1) -> int:
 
 
 def initialise(model: LaSSM, tc, trusted: bool = False, log=print) -> LoadReport | None:
-    """Load ``tc.init_weights`` (any layout :func:`lassm.model.checkpoint.lassm_state_dict` knows: ours, the
-    authors', MinkowskiEngine's) into a new model, without the entries named by ``tc.skip_keys``; None
-    when there is nothing to load. A missing file is a FileNotFoundError naming it and, for a recipe's
-    file, where it comes from (:func:`lassm.config.recipes.weights_hint`); the reference would silently
-    train from random weights instead (spec 10.2). ``log``: where the one-line report goes (None: nowhere)."""
+    """Load ``tc.init_weights`` without ``tc.skip_keys`` into a new model (:func:`load_initial_weights`: any
+    checkpoint layout; a missing file names where a recipe's file comes from); None when it is ""."""
     if not tc.init_weights:
         return None
-    path = Path(tc.init_weights)
-    if not path.is_file():
-        hint = weights_hint(tc.init_weights)
-        raise FileNotFoundError(f"train.init_weights: {path} not found{f' ({hint})' if hint else ''}; set "
-                                f"train.init_weights=PATH to the file, or train.init_weights=\"\" to train "
-                                f"from random weights")
-    report = load_lassm_checkpoint(model, path, skip_keys=tuple(tc.skip_keys), trusted=trusted)
+    report = load_initial_weights(model, tc.init_weights, tuple(tc.skip_keys), trusted,
+                                  weights_hint(tc.init_weights))
     if log is not None:
         layout = " (MinkowskiEngine layout, converted)" if report.minkowski else ""
-        log(f"initialised from {path}{layout}: {len(report.missing)} missing, {len(report.unexpected)} "
-            f"unexpected, {len(report.skipped)} skipped keys", flush=True)
+        log(f"initialised from {tc.init_weights}{layout}: {len(report.missing)} missing, "
+            f"{len(report.unexpected)} unexpected, {len(report.skipped)} skipped keys", flush=True)
     return report
 
 

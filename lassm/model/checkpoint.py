@@ -357,3 +357,16 @@ def load_lassm_checkpoint(model: torch.nn.Module, source, skip_keys: tuple[str, 
         raise ValueError(f"{name}: does not match {type(model).__name__}: missing {report.missing[:5]}, "
                          f"unexpected {report.unexpected[:5]}")
     return report
+
+
+def load_initial_weights(model: torch.nn.Module, path: str | Path, skip_keys: tuple[str, ...] = (),
+                         trusted: bool = False, hint: str = "") -> LoadReport:
+    """A training run's initial weights (``train.init_weights``): :func:`load_lassm_checkpoint`, non-strict,
+    of any layout. A missing file is a FileNotFoundError naming it and ``hint`` (where it comes from), where
+    the reference would silently train from random weights (spec 10.2)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_weights: {path} not found{f' ({hint})' if hint else ''}; set "
+                                f"train.init_weights=PATH to the file, or train.init_weights=\"\" to train "
+                                f"from random weights")
+    return load_lassm_checkpoint(model, path, skip_keys=skip_keys, trusted=trusted)
