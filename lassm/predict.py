@@ -117,11 +117,13 @@ def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
     semantic file in ``out_dir``; the npz is written last, so its presence marks a finished scan.
 
     class_names: the instance classes (``Prediction.classes`` index them); semantic_names: every class of
-    the dataset (``Prediction.semantic`` indexes them); semantic_ids: (len(semantic_names),) the benchmark
-    label id of each, for the semantic file (default: index + 1).
+    the dataset (``Prediction.semantic`` indexes them; without them no semantic outputs are written);
+    semantic_ids: (len(semantic_names),) the benchmark label id of each, for the semantic file (default:
+    index + 1).
     """
     paths = output_paths(out_dir, stem)
-    semantic = None if pred.semantic is None else pred.semantic.cpu().numpy().astype(np.int64)  # (N,)
+    semantic = None if pred.semantic is None or not semantic_names else \
+        pred.semantic.cpu().numpy().astype(np.int64)  # (N,)
     if semantic is not None:
         if len(semantic) and semantic.max() >= len(semantic_names):
             raise ValueError(f"semantic_names: expected at least {semantic.max() + 1} class names, got "
