@@ -17,9 +17,16 @@ pixels in no surface triangle) are left out: ``point_index`` says which rows of 
 
 Outputs in ``--out``, per scan (each written atomically; a rerun skips scans already done unless
 ``--overwrite``): ``<stem>_instances.npz`` (masks, classes, class_names, scores, superpoint,
-point_index, instance, coord, and for single views table_from_camera), ``<stem>_instances.ply``
-(the scan's points coloured by instance) and ``<stem>_instances.html`` (a 3-D view, instance or scan
-colours; plotly.js is written once beside it).
+point_index, instance, coord, semantic, and for single views table_from_camera), ``<stem>_instances.ply``
+(the scan's points coloured by instance), ``<stem>_instances.html`` (a 3-D view, instance, semantic or
+scan colours; plotly.js is written once beside it) and ``<stem>_semantic.txt`` (the semantic-label
+benchmark's format, :mod:`lassm.evaluate.semantic`: one label id per point used, in ``point_index``
+order, 0 = background).
+
+Semantic labels come from the superpoint semantic head of the same forward pass
+(``Prediction.semantic``): in the npz, ``semantic`` is each point's index into the checkpoint's
+``data.class_names`` (-1 = background: the head has no stuff classes) and ``semantic_class_names``
+that list; the text file holds the class's benchmark id (:func:`lassm.evaluate.export.semantic_label_ids`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from .cli import check_output_dir, dash_values, run_command
 from .config import Config
 from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
+from .evaluate.export import semantic_label_ids
+from .evaluate.semantic import write_labels
 from .inference import open_model, predict_arrays
 from .model import LaSSM, Prediction
 
@@ -91,14 +100,37 @@ def instance_palette(count: int) -> np.ndarray:
 
 def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    return {k: out_dir / f"{stem}_instances.{k}" for k in ("npz", "ply", "html")}
+    paths = {k: out_dir / f"{stem}_instances.{k}" for k in ("npz", "ply", "html")}
+    return {**paths, "semantic": out_dir / f"{stem}_semantic.txt"}
+
+
+def semantic_colors(semantic: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, 3) uint8: one colour per semantic class, grey for background (-1)."""
+    palette = np.concatenate([instance_palette(num_classes), np.full((1, 3), GREY, np.uint8)])
+    return palette[np.where(semantic >= 0, semantic, num_classes)]
 
 
 def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
-                  class_names: tuple[str, ...], html: bool = True) -> dict[str, Path]:
-    """The scan's npz, PLY and (with ``html``) HTML view in ``out_dir``; the npz is written last, so its
-    presence marks a finished scan."""
+                  class_names: tuple[str, ...], html: bool = True, semantic_names: tuple[str, ...] = (),
+                  semantic_ids: np.ndarray | None = None) -> dict[str, Path]:
+    """The scan's npz, PLY, (with ``html``) HTML view and, when ``pred`` carries semantic labels, its
+    semantic file in ``out_dir``; the npz is written last, so its presence marks a finished scan.
+
+    class_names: the instance classes (``Prediction.classes`` index them); semantic_names: every class of
+    the dataset (``Prediction.semantic`` indexes them; without them no semantic outputs are written);
+    semantic_ids: (len(semantic_names),) the benchmark label id of each, for the semantic file (default:
+    index + 1).
+    """
     paths = output_paths(out_dir, stem)
+    semantic = None if pred.semantic is None or not semantic_names else \
+        pred.semantic.cpu().numpy().astype(np.int64)  # (N,)
+    if semantic is not None:
+        if len(semantic) and semantic.max() >= len(semantic_names):
+            raise ValueError(f"semantic_names: expected at least {semantic.max() + 1} class names, got "
+                             f"{len(semantic_names)}")
+        ids = np.arange(1, len(semantic_names) + 1) if semantic_ids is None else np.asarray(semantic_ids)
+        label_ids = np.where(semantic >= 0, ids[np.clip(semantic, 0, None)], 0)  # (N,) 0 = background
+        write_labels(out_dir, paths["semantic"].stem, label_ids)
     masks = pred.masks.cpu().numpy()  # (K, N) bool
     classes = pred.classes.cpu().numpy().astype(np.int64)  # (K,) train labels = instance-class indices
     owner = point_instances(masks)  # (N,)
@@ -117,8 +149,11 @@ def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
         with atomic_path(paths["ply"]) as tmp, open(tmp, "wb") as f:
             PlyData([PlyElement.describe(vertex, "vertex")]).write(f)
     if html:
-        write_html_view(paths["html"], scan, colors, title=f"{stem}: {len(masks)} instances")
+        extra_modes = {} if semantic is None else {"semantic": semantic_colors(semantic, len(semantic_names))}
+        write_html_view(paths["html"], scan, colors, title=f"{stem}: {len(masks)} instances", **extra_modes)
     extra = {} if scan["plane"] is None else {"table_from_camera": scan["plane"]["table_from_camera"]}
+    if semantic is not None:
+        extra.update(semantic=semantic, semantic_class_names=np.array(semantic_names, dtype=str))
     with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
         np.savez_compressed(
             f, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
@@ -128,15 +163,19 @@ def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
     return paths
 
 
-def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: str) -> Path | None:
-    """A standalone 3-D view (points by instance, or by the scan's colours); plotly.js is written once
-    into the same folder. Needs plotly (the ``notebooks`` extra); without it, a note and no file."""
+def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: str,
+                    semantic: np.ndarray | None = None) -> Path | None:
+    """A standalone 3-D view (points by instance, by semantic class when ``semantic`` (N, 3) colours are
+    given, or by the scan's colours); plotly.js is written once into the same folder. Needs plotly (the
+    ``notebooks`` extra); without it, a note and no file."""
     try:
         from .viz import save_html, scene_view_figure
     except ImportError:
         print(f"note: plotly is not installed; no HTML view for {path.stem}", file=sys.stderr)
         return None
     modes = {"instance": instance_colors}
+    if semantic is not None:
+        modes["semantic"] = semantic
     if scan["has_color"]:
         modes["scan colours"] = scan["color"]
     fig = scene_view_figure(scan["coord"], modes, max_points=300_000, title=title)
@@ -203,6 +242,7 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
           + (f" (--frame overrides the checkpoint's '{cfg.data.scan.frame}')" if frame and
              frame != cfg.data.scan.frame else " (as its training data)"))
     names = cfg.data.instance_class_names  # Prediction.classes index the non-stuff classes
+    semantic_ids = label_table(cfg)  # Prediction.semantic indexes cfg.data.class_names
     rows = []
     for path in tqdm(paths, desc="predict", unit="scan", disable=len(paths) < 2):
         if not overwrite and output_paths(out_dir, path.stem)["npz"].is_file():
@@ -211,7 +251,8 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
         begin = time.perf_counter()
         try:
             scan, pred = segment_scan(model, cfg, path, device, frame, viewpoint)
-            written = write_outputs(out_dir, path.stem, scan, pred, names, html)
+            written = write_outputs(out_dir, path.stem, scan, pred, names, html, cfg.data.class_names,
+                                    semantic_ids)
         except (DataError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             rows.append({"scan": str(path), "status": "failed", "error": str(err)})
@@ -226,6 +267,15 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     if len(paths) > 1:
         print(summary_table(rows))
     return rows
+
+
+def label_table(cfg: Config) -> np.ndarray | None:
+    """The benchmark label id of each of ``cfg.data.class_names`` (export's table); None (index + 1) for a
+    dataset without a benchmark class list."""
+    try:
+        return semantic_label_ids(cfg)
+    except ValueError:
+        return None
 
 
 def check_outputs(out_dir: str | Path, paths: list[Path]) -> None:

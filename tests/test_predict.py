@@ -14,6 +14,8 @@ from lassm.data.batch import pack_scenes
 from lassm.data.dataset import SceneDataset
 from lassm.data.io import DataError, Mesh, write_mesh_ply, write_scene
 from lassm.data.superpoints import segment_mesh
+from lassm.evaluate.export import semantic_label_ids
+from lassm.evaluate.semantic import read_labels
 from lassm.inference import step_generator
 from lassm.model import LaSSM
 
@@ -164,6 +166,12 @@ def test_cli_masks_equal_the_validation_path(tmp_path, checkpoint):
     assert np.array_equal(result["masks"], expected.masks.numpy())
     assert np.array_equal(result["classes"], expected.classes.numpy())
     np.testing.assert_allclose(result["scores"], expected.scores.numpy(), rtol=1e-6)
+    # semantic labels: the npz's class indices and the benchmark file's ids, both validation's
+    assert np.array_equal(result["semantic"], expected.semantic.numpy())
+    assert list(result["semantic_class_names"]) == list(cfg.data.class_names)
+    table = semantic_label_ids(cfg)
+    written = read_labels(tmp_path / "out" / "scan_semantic.txt")
+    assert written.tolist() == [int(table[s]) if s >= 0 else 0 for s in expected.semantic.tolist()]
 
 
 def test_point_instances_matches_a_loop():

@@ -1,8 +1,10 @@
-"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`), a split's export (`export`).
+"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`), the semantic-label benchmark
+(`semantic`), a split's export (`export`).
 
     from lassm.evaluate import evaluate_predictions, evaluate_benchmark, evaluate_split, export_split
 
-`python -m lassm.evaluate --pred DIR --gt DIR` scores benchmark files (`formats.main`);
+`python -m lassm.evaluate --pred DIR --gt DIR` scores benchmark files (`formats.main`; with `--semantic`,
+per-vertex label files: class IoU and mIoU);
 `python -m lassm.export` (or `python -m lassm.evaluate.export`) writes them for a checkpoint.
 The export names load `export` (and with it the model) on first use, so the AP and the file formats need
 no model code, and `python -m lassm.evaluate.export` runs without the package having imported it first.
@@ -39,8 +41,9 @@ from .formats import (
     write_gt,
     write_predictions,
 )
+from .semantic import SemanticEvaluator, evaluate_semantic, read_labels, semantic_classes, write_labels
 
-EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids",
+EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids", "label_ids_of",
                 "split_dataset", "scene_arrays", "scene_count", "find_scene", "predict_split", "write_scene",
                 "export_split", "evaluate_split", "write_scene_view")
 
@@ -58,5 +61,6 @@ __all__ = [
     "CLASS_LISTS", "MASK_FOLDER", "RESULT_FILE", "BenchmarkFileError", "benchmark_classes",
     "dataset_label_ids", "evaluate_benchmark", "format_results", "main", "read_ints", "read_mask",
     "read_prediction_file", "scene_files", "write_gt", "write_predictions",
+    "SemanticEvaluator", "evaluate_semantic", "read_labels", "semantic_classes", "write_labels",
     *EXPORT_NAMES,
 ]

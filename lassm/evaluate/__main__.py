@@ -1,4 +1,5 @@
-"""`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]` (`formats.main`)."""
+"""`python -m lassm.evaluate [--semantic] --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]`
+(`formats.main`)."""
 
 from .formats import main
 

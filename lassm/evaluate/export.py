@@ -6,7 +6,10 @@
 
 ``--out`` receives ``predictions/`` (``<scene>.txt`` + ``predicted_masks/``, what the ScanNet test
 server takes, zipped) and, for labelled splits, ``gt/`` (``<scene>.txt``, label_id * 1000 + instance
-per vertex), both in the layout of :mod:`lassm.evaluate.formats`. Scenes are predicted as validation
+per vertex), both in the layout of :mod:`lassm.evaluate.formats`; and the semantic-label benchmark's
+``semantic/`` (``<scene>.txt``, the superpoint head's label id per vertex, 0 = background) with, for
+labelled splits, ``gt_semantic/`` (the scene's label id per vertex, 0 = unannotated), the layout of
+:mod:`lassm.evaluate.semantic`. Scenes are predicted as validation
 does (:func:`lassm.inference.predict_arrays`), on the processed points
 (every mesh vertex for ScanNet). A rerun skips scenes whose files are already there, so an interrupted
 export resumes; ``--overwrite`` redoes them. ``python -m lassm.evaluate.export`` is the same command.
@@ -39,6 +42,7 @@ from ..inference import gt_instances, has_labels, open_model, predict_arrays
 from ..model import LaSSM, Prediction
 from .ap import InstanceEvaluator
 from .formats import MASK_FOLDER, benchmark_classes, write_gt, write_predictions
+from .semantic import GT_FOLDER, PRED_FOLDER, SemanticEvaluator, semantic_classes, write_labels
 
 # the benchmark class list of each data preset (synthetic rooms carry ScanNet20 labels)
 BENCHMARK_OF = {"synthetic": "scannet20", "scannet": "scannet20", "scannet200": "scannet200",
@@ -71,6 +75,12 @@ def semantic_label_ids(cfg: Config) -> np.ndarray:
             raise ValueError(f"data.class_names: {missing[:3]} are not {name} classes")
         return np.array([table[n] for n in names], dtype=np.int64)
     return np.arange(1, len(names) + 1, dtype=np.int64)
+
+
+def label_ids_of(segment, cfg: Config) -> np.ndarray:
+    """(N,) benchmark label ids of (N,) semantic labels (indices of ``cfg.data.class_names``), -1 -> 0."""
+    segment = np.asarray(segment).astype(np.int64)
+    return np.where(segment >= 0, semantic_label_ids(cfg)[np.clip(segment, 0, None)], 0)
 
 
 def instance_label_ids(cfg: Config) -> np.ndarray:
@@ -124,26 +134,32 @@ def predict_split(model: LaSSM, cfg: Config, dataset: SceneDataset, device: str 
 
 
 def write_scene(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Config) -> None:
-    """The scene's prediction file and masks, and its GT file when the scene has labels."""
+    """The scene's prediction file and masks, its semantic file (when ``pred`` has semantics) and, when the
+    scene has labels, its GT files; the prediction file last, as the sign of a finished scene."""
+    if pred.semantic is not None:
+        write_labels(out / PRED_FOLDER, name, label_ids_of(pred.semantic.cpu().numpy(), cfg))
+    if has_labels(arrays):
+        write_labels(out / GT_FOLDER, name, label_ids_of(arrays["segment"], cfg))
     ids = instance_label_ids(cfg)
     classes = pred.classes.cpu().numpy()
     write_predictions(out / "predictions", name, pred.masks.cpu().numpy(), ids[classes],
                       pred.scores.float().cpu().numpy())
     if has_labels(arrays):
-        segment = arrays["segment"]
-        labels = np.where(segment >= 0, semantic_label_ids(cfg)[np.clip(segment, 0, None)], 0)  # (N,)
-        write_gt(out / "gt", name, labels, arrays["instance"], classes=benchmark_name(cfg))
+        write_gt(out / "gt", name, label_ids_of(arrays["segment"], cfg), arrays["instance"],
+                 classes=benchmark_name(cfg))
 
 
 def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device: str | torch.device,
                  root: str | None = None, max_scenes: int = 0, overwrite: bool = False) -> dict[str, list]:
-    """Write ``out/predictions`` (and ``out/gt``) of a split; returns {"written": names, "skipped": names}."""
+    """Write ``out/predictions`` and ``out/semantic`` (and ``out/gt``, ``out/gt_semantic``) of a split;
+    returns {"written": names, "skipped": names}."""
     out = Path(out)
     dataset = split_dataset(cfg, split, root)
     done: dict[str, list] = {"written": [], "skipped": []}
     for i in range(scene_count(dataset, max_scenes)):
         name = dataset.name(i)
-        if not overwrite and (out / "predictions" / f"{name}.txt").is_file():
+        if not overwrite and (out / "predictions" / f"{name}.txt").is_file() \
+                and (out / PRED_FOLDER / f"{name}.txt").is_file():  # an older export has no semantic/
             done["skipped"].append(name)  # the scene file is written last: its masks are complete
             continue
         arrays = scene_arrays(dataset, i)
@@ -168,8 +184,10 @@ def remove_scene_predictions(pred_dir: Path, name: str) -> None:
 
 def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.device,
                    root: str | None = None, max_scenes: int = 0) -> dict:
-    """The split's ScanNet-protocol result ("overall", as ``lassm.evaluate.evaluate_predictions`` gives it)
-    and "per_scene" rows.
+    """The split's ScanNet-protocol result ("overall", as ``lassm.evaluate.evaluate_predictions`` gives it),
+    "per_scene" rows and "semantic", the semantic-label benchmark's class IoU and mIoU of the superpoint head
+    (:class:`lassm.evaluate.semantic.SemanticEvaluator`, as ``python -m lassm.evaluate --semantic`` on the
+    exported files).
 
     Each row: scene, AP, AP50, AP25 (NaN where the scene has no GT instance), gt (GT instances of
     instance classes), predictions (the model's masks). Predictions are not kept, so a split of any size fits.
@@ -177,6 +195,7 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
     dataset = split_dataset(cfg, split, root)
     instance_names = cfg.data.instance_class_names
     evaluator = InstanceEvaluator(instance_names)
+    semantic = SemanticEvaluator(*semantic_classes(benchmark_name(cfg)))
     rows = []
     for _, name, arrays, pred in predict_split(model, cfg, dataset, device, max_scenes):
         if not has_labels(arrays):
@@ -184,13 +203,14 @@ def evaluate_split(model: LaSSM, cfg: Config, split: str, device: str | torch.de
                             f"a split without ground truth cannot be evaluated, export it instead")
         label, instance = gt_instances(arrays, cfg)  # (N,) train labels, (N,) compact instance ids
         evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
+        semantic.add(label_ids_of(arrays["segment"], cfg), label_ids_of(pred.semantic.cpu().numpy(), cfg))
         scene_only = InstanceEvaluator(instance_names)  # the same labels, this scene alone
         scene_only.add(pred.masks, pred.scores, pred.classes, instance, label)
         own = scene_only.compute()
         rows.append({"scene": name, "AP": own["AP"], "AP50": own["AP50"], "AP25": own["AP25"],
                      "gt": int(instance.max().item()) + 1 if len(instance) else 0,
                      "predictions": int(len(pred.scores))})
-    return {"overall": evaluator.compute(), "per_scene": rows}
+    return {"overall": evaluator.compute(), "per_scene": rows, "semantic": semantic.compute()}
 
 
 def write_scene_view(checkpoint: str | Path, path: str | Path, split: str = "val", scene: str = "",
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model_best.pth / model_last.pth (a foreign .pth: with --preset)")
     parser.add_argument("--split", default="val", help="processed split folder under the data root")
-    parser.add_argument("--out", required=True, help="folder for predictions/ and gt/")
+    parser.add_argument("--out", required=True, help="folder for predictions/, semantic/, gt/, gt_semantic/")
     parser.add_argument("--data-root", default=None, help="processed data root (default: the checkpoint's)")
     parser.add_argument("--max-scenes", type=int, default=0, help="only the first N scenes (0 = all)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -262,6 +282,8 @@ def _command(args) -> None:
     if (out / "gt").is_dir():
         print(f"score them: python -m lassm.evaluate --pred {out / 'predictions'} --gt {out / 'gt'} "
               f"--classes {benchmark_name(cfg)}")
+        print(f"semantic labels: python -m lassm.evaluate --semantic --pred {out / PRED_FOLDER} "
+              f"--gt {out / GT_FOLDER} --classes {benchmark_name(cfg)}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from ..data.labels import (
     VALID_CLASS_IDS_200,
 )
 from .ap import MIN_REGION_SIZE, InstanceEvaluator
+from .semantic import semantic_command
 
 CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
 RESULT_FILE = "semantic_instance_evaluation.txt"  # the official script's output name; never a scene
@@ -377,7 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also skip label ids the dataset does not define (as the official script)")
     parser.add_argument("--strict", action="store_true",
                         help="GT scenes without a prediction file are an error (default: a warning)")
+    parser.add_argument("--semantic", action="store_true",
+                        help="score the semantic-label benchmark instead: one label id per vertex in PRED "
+                             "and GT files (export's semantic/, gt_semantic/); class IoU and mIoU")
     args = parser.parse_args(argv)
+    if args.semantic:
+        return run_command(lambda: semantic_command(args))
     return run_command(lambda: _command(args))
 
 

@@ -11,7 +11,7 @@ A batch is the packed dictionary of spec 3.2 (Pointcept's key names; :mod:`lassm
 
     model = LaSSM(lassm.config.synthetic().model)
     out = model(batch)            # out.losses when labels are present
-    instances = model.predict(batch)  # eval mode: one Prediction per scene
+    instances = model.predict(batch)  # eval mode: one Prediction per scene (masks and point semantics)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..data.batch import MODEL_KEYS
 from .backbone import build_backbone
 from .criterion import build_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
-from .postprocess import Prediction, predict_instances
+from .postprocess import Prediction, point_semantics, predict_instances
 from .stages import BACKBONE, LOSSES, POOLING, POSTPROCESS, TARGETS, stage
 
 REQUIRED_KEYS = MODEL_KEYS  # the packed batch of lassm.data.batch
@@ -142,9 +142,13 @@ class LaSSM(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: dict, output: ModelOutput | None = None) -> list[Prediction]:
-        """Scored point masks per scene from the final stage (spec 5.3); pass ``output`` to reuse it."""
+        """Scored point masks per scene from the final stage (spec 5.3), and each point's semantic label from
+        the superpoint semantic head (``Prediction.semantic``); pass ``output`` to reuse it."""
         output = self(batch) if output is None else output
         final = output.decoder.stages[-1]
         with stage(POSTPROCESS):
-            return [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
-                    for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]
+            preds = [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
+                     for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]
+            for pred, sp_seg, scene in zip(preds, output.decoder.sp_seg, output.scenes, strict=True):
+                pred.semantic = point_semantics(sp_seg, scene.superpoint, self.cfg.stuff_classes)  # (N_pt,)
+        return preds

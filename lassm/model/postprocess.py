@@ -82,6 +82,9 @@ class Prediction:
     classes: torch.Tensor  # (K,) int64 train labels 0..C-1
     masks: torch.Tensor  # (K, N_pt) bool point masks
     queries: torch.Tensor  # (K,) int64 query each instance came from
+    # (N_pt,) int64 semantic label of every point (an index of the dataset's class list, stuff included in
+    # the numbering), -1 where the superpoint head says background; None where no head output was given
+    semantic: torch.Tensor | None = None
 
 
 def _empty_prediction(num_points: int, device: torch.device) -> Prediction:
@@ -156,3 +159,33 @@ def predict_instances(
 
     scores, order = torch.sort(scores, descending=True)  # (K,)
     return Prediction(scores=scores, classes=classes[order], masks=point_masks[order], queries=queries[order])
+
+
+@torch.no_grad()
+def point_semantics(sp_seg: torch.Tensor, superpoint: torch.Tensor, stuff_classes: tuple[int, ...]
+                    ) -> torch.Tensor:
+    """Per-point semantic labels from the superpoint semantic head (spec 6.1), in the dataset's label space.
+
+    sp_seg: (S, C+1) logits, the C instance classes in train-label order then background; superpoint:
+    (N_pt,) compact ids 0..S-1. Every superpoint takes its argmax class and passes it to its points.
+    Train label k is the k-th class of the C + len(stuff_classes) dataset classes that is not stuff
+    (the inverse of ``lassm.data.labels.train_labels``). The head has no column per stuff class: its
+    background column is trained on stuff and unlabelled points alike (spec 5.2, 7.4), so a point it
+    calls background gets -1, never a stuff class. Returns (N_pt,) int64 labels, -1 = background.
+    """
+    if sp_seg.ndim != 2 or sp_seg.shape[1] < 2:
+        raise ValueError(f"sp_seg must have shape (S, C+1) with C >= 1, got {tuple(sp_seg.shape)}")
+    if superpoint.ndim != 1:
+        raise ValueError(f"superpoint must have shape (N_pt,), got {tuple(superpoint.shape)}")
+    num_sp, num_classes = sp_seg.shape[0], sp_seg.shape[1] - 1
+    if superpoint.numel() and (int(superpoint.min()) < 0 or int(superpoint.max()) >= num_sp):
+        raise ValueError(f"superpoint ids must lie in 0..S-1 = 0..{num_sp - 1}, got range "
+                         f"{int(superpoint.min())}..{int(superpoint.max())}")
+    stuff = set(stuff_classes)
+    total = num_classes + len(stuff)
+    if any(not 0 <= c < total for c in stuff):
+        raise ValueError(f"stuff_classes: expected labels in 0..{total - 1} (C = {num_classes} instance "
+                         f"classes plus {len(stuff)} stuff classes), got {tuple(stuff_classes)}")
+    things = [c for c in range(total) if c not in stuff]  # train label k -> dataset label things[k]
+    table = torch.tensor([*things, -1], dtype=torch.int64, device=sp_seg.device)  # (C+1,) background -> -1
+    return table[sp_seg.argmax(dim=1)][superpoint.long()]  # (S,) classes -> (N_pt,) labels

@@ -218,3 +218,48 @@ def test_ablation_variants_train_and_predict(ablation):
     assert any(".self_attn." in n for n in names) == (ablation.get("mixer") == "attention")
     pred = model.eval().predict(batch)[0]
     assert pred.masks.shape[1] == len(scene["coord"])
+
+
+def expected_semantics(sp_seg: torch.Tensor, raw_superpoint: torch.Tensor, cfg) -> list[int]:
+    """Per point, by loops: the head's argmax class of the point's superpoint, named through the config's
+    class lists (instance class k is instance_class_names[k]; the last column is background, -1)."""
+    ids = sorted(set(raw_superpoint.tolist()))  # compact superpoint s = rank of the raw id
+    out = []
+    for raw in raw_superpoint.tolist():
+        row = sp_seg[ids.index(raw)].tolist()
+        k = max(range(len(row)), key=lambda j: (row[j], -j))  # first maximum, like argmax
+        out.append(-1 if k == len(row) - 1 else cfg.data.class_names.index(cfg.data.instance_class_names[k]))
+    return out
+
+
+class Standardise(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean(0)) / (x.std(0) + 1e-12)
+
+
+def test_prediction_semantics_are_the_head_argmax_through_superpoints(room):
+    cfg = config.tiny(config.synthetic())
+    torch.manual_seed(0)
+    model = LaSSM(cfg.model).eval()
+    # An untrained backbone's features are nearly equal (~1e-3), so its head calls every superpoint the
+    # same class; standardised features before a fresh Linear give logits that differ per superpoint.
+    head = torch.nn.Linear(cfg.model.backbone.out_channels, cfg.model.num_classes + 1)
+    model.decoder.sp_seg_head = torch.nn.Sequential(Standardise(), head)
+    batch = pack([room, blob_scene(40, seed=1)])
+    out = model(batch)
+    preds = model.predict(batch, out)
+    ends = batch["origin_offset"].tolist()
+    for b, pred in enumerate(preds):
+        raw = batch["superpoint"][[0, *ends][b]:ends[b]]
+        assert pred.semantic.dtype == torch.int64 and pred.semantic.shape == raw.shape
+        assert pred.semantic.tolist() == expected_semantics(out.decoder.sp_seg[b], raw, cfg)
+    assert len(set(preds[0].semantic.tolist())) > 3  # many classes, background too
+    assert -1 in preds[0].semantic.tolist() or -1 in preds[1].semantic.tolist()
+
+    with torch.no_grad():
+        head.bias[-1] += 1e4  # background everywhere
+        assert all((p.semantic == -1).all() for p in model.predict(batch))
+        head.bias[-1] -= 1e4
+        head.bias[2] += 1e4  # instance class 2 everywhere: chair, dataset label 4 (wall and floor are stuff)
+        semantic = model.predict(batch)[0].semantic
+    assert cfg.data.class_names[4] == "chair" and (semantic == 4).all()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lassm.config import PostprocessConfig
-from lassm.model.postprocess import Prediction, matrix_nms, predict_instances
+from lassm.model.postprocess import Prediction, matrix_nms, point_semantics, predict_instances
 
 GOLDEN = os.environ.get("LASSM_GOLDEN", "/work/shared/golden/golden_t3.pt")
 
@@ -201,3 +201,23 @@ def test_golden_scene0_prediction():
     inter = (pred.masks[:k] & ref_masks[:k]).sum(dim=1).float()
     union = (pred.masks[:k] | ref_masks[:k]).sum(dim=1).float()
     assert ((inter / union) > 0.98).float().mean() > 0.9
+
+
+def test_point_semantics_map_train_labels_around_stuff():
+    """ScanNet200-like stuff (0, 2) in 5 dataset classes: train labels 0, 1, 2 are dataset labels 1, 3, 4."""
+    sp_seg = torch.tensor([[5.0, 0, 0, 0],  # train label 0 -> 1
+                           [0, 0, 5.0, 0],  # train label 2 -> 4
+                           [0, 0, 0, 5.0],  # background -> -1
+                           [0, 5.0, 0, 0],  # train label 1 -> 3
+                           [1.0, 1.0, 0, 0]])  # a tie: the first maximum, train label 0 -> 1
+    superpoint = torch.tensor([3, 0, 0, 2, 1, 4, 4, 1])
+    labels = point_semantics(sp_seg, superpoint, (0, 2))
+    assert labels.dtype == torch.int64
+    assert labels.tolist() == [3, 1, 1, -1, 4, 1, 1, 4]
+    assert point_semantics(sp_seg, torch.zeros(0, dtype=torch.long), (0, 2)).shape == (0,)
+    with pytest.raises(ValueError, match="superpoint ids"):
+        point_semantics(sp_seg, torch.tensor([5]), (0, 2))
+    with pytest.raises(ValueError, match="stuff_classes"):
+        point_semantics(sp_seg, superpoint, (0, 7))
+    with pytest.raises(ValueError, match="sp_seg"):
+        point_semantics(sp_seg[:, :1], superpoint, ())
