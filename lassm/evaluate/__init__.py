@@ -1,4 +1,5 @@
-"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`), a split's export (`export`).
+"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`; ScanNet++'s own toolkit format:
+`scannetpp_format`), a split's export (`export`).
 
     from lassm.evaluate import evaluate_predictions, evaluate_benchmark, evaluate_split, export_split
 
@@ -39,6 +40,7 @@ from .formats import (
     write_gt,
     write_predictions,
 )
+from .scannetpp_format import ScanNetPPFileError, evaluate_scannetpp, toolkit_classes, toolkit_label_ids
 
 EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids",
                 "split_dataset", "scene_arrays", "scene_count", "find_scene", "predict_split", "write_scene",
@@ -58,5 +60,6 @@ __all__ = [
     "CLASS_LISTS", "MASK_FOLDER", "RESULT_FILE", "BenchmarkFileError", "benchmark_classes",
     "dataset_label_ids", "evaluate_benchmark", "format_results", "main", "read_ints", "read_mask",
     "read_prediction_file", "scene_files", "write_gt", "write_predictions",
+    "ScanNetPPFileError", "evaluate_scannetpp", "toolkit_classes", "toolkit_label_ids",
     *EXPORT_NAMES,
 ]
