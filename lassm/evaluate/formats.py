@@ -376,8 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gt", required=True, help="folder of <scene>.txt GT files (label*1000+instance)")
     parser.add_argument("--classes", default=None, choices=CLASS_LISTS, help="class list (default scannet20)")
     parser.add_argument("--format", default="scannet", choices=("scannet", "scannetpp"),
-                        help="scannet: the files above; scannetpp: the ScanNet++ toolkit's files and rules "
-                             "(label id = index in its 100 semantic classes, 84 evaluated)")
+                        help="scannet: ScanNet's benchmark files (default); scannetpp: the ScanNet++ "
+                             "toolkit's files and rules (label id = index in its 100 semantic classes, 84 "
+                             "evaluated)")
     parser.add_argument("--data-root", default=None,
                         help="--format scannetpp: ScanNet++'s data/ folder; each scene's "
                              "scans/mesh_aligned_0.05_mask.txt vertices are left out, as the toolkit does")
@@ -386,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "splits/nvs_sem_val.txt; default: every GT file); a scene without files fails")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--skip-unknown-labels", action="store_true",
-                        help="also skip label ids the dataset does not define (as the official script)")
+                        help="also skip label ids the dataset does not define (as the official script; "
+                             "scannetpp: ids outside 0..99)")
     parser.add_argument("--strict", action="store_true",
                         help="GT scenes without a prediction file are an error (default: a warning)")
     args = parser.parse_args(argv)
