@@ -20,7 +20,7 @@ Layout (one submission = PRED_DIR zipped):
 
 Evaluation rules, each as the toolkit has them:
 - the scenes are a scene list (e.g. ``splits/nvs_sem_val.txt``); a scene without a prediction or GT file
-  is an error. Without a list: every GT file.
+  is an error. Without a list (the toolkit always has one): every GT file.
 - per-scene ignore: the vertices listed in ``<data_root>/<scene>/scans/mesh_aligned_0.05_mask.txt`` (one
   vertex index per line) are removed from the GT and from every mask before anything is counted.
 - void = vertices whose GT id // 1000 is not an evaluated class; GT instances need an id >= 1000 and
@@ -38,8 +38,8 @@ them; they mean the mask belongs to another mesh).
 GT from processed scenes (``write_gt``): the toolkit labels each vertex with its smallest annotated
 object (our preprocessing's column 0, REFERENCE_SPEC 1.2) and gives instances only to instance classes.
 It numbers instances by their position in ``segments_anno.json`` and drops position 0 (``inst <= 0`` is
-"no instance"), so the file's first object is void in its GT. Processed scenes keep object ids, not
-positions: ``write_gt`` numbers the instances 1..M and keeps that first object.
+"no instance"), so the file's first group, when of an instance class, is void in its GT. Processed scenes
+keep object ids, not positions: ``write_gt`` numbers the instances 1..M and keeps that object.
 """
 
 from __future__ import annotations
