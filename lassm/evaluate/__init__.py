@@ -1,5 +1,5 @@
-"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`), the semantic-label benchmark
-(`semantic`), a split's export (`export`).
+"""Evaluation: ScanNet-protocol AP (`ap`), benchmark file layout (`formats`; ScanNet++'s own toolkit format:
+`scannetpp_format`), the semantic-label benchmark (`semantic`), a split's export (`export`).
 
     from lassm.evaluate import evaluate_predictions, evaluate_benchmark, evaluate_split, export_split
 
@@ -41,6 +41,7 @@ from .formats import (
     write_gt,
     write_predictions,
 )
+from .scannetpp_format import ScanNetPPFileError, evaluate_scannetpp, toolkit_classes, toolkit_label_ids
 from .semantic import SemanticEvaluator, evaluate_semantic, read_labels, semantic_classes, write_labels
 
 EXPORT_NAMES = ("BENCHMARK_OF", "benchmark_name", "semantic_label_ids", "instance_label_ids", "label_ids_of",
@@ -62,5 +63,6 @@ __all__ = [
     "dataset_label_ids", "evaluate_benchmark", "format_results", "main", "read_ints", "read_mask",
     "read_prediction_file", "scene_files", "write_gt", "write_predictions",
     "SemanticEvaluator", "evaluate_semantic", "read_labels", "semantic_classes", "write_labels",
+    "ScanNetPPFileError", "evaluate_scannetpp", "toolkit_classes", "toolkit_label_ids",
     *EXPORT_NAMES,
 ]

@@ -4,6 +4,10 @@
     python -m lassm.evaluate --pred outputs/scannet-3/bench_val/predictions \\
                              --gt outputs/scannet-3/bench_val/gt --classes scannet20
 
+``--format scannetpp`` writes the ScanNet++ toolkit's own files instead (label id = index in its 100
+semantic classes, GT semantic id * 1000 + instance; :mod:`lassm.evaluate.scannetpp_format`), for a model
+with ScanNet++ classes; score them with ``python -m lassm.evaluate --format scannetpp``.
+
 ``--out`` receives ``predictions/`` (``<scene>.txt`` + ``predicted_masks/``, what the ScanNet test
 server takes, zipped) and, for labelled splits, ``gt/`` (``<scene>.txt``, label_id * 1000 + instance
 per vertex), both in the layout of :mod:`lassm.evaluate.formats`; and the semantic-label benchmark's
@@ -42,11 +46,16 @@ from ..inference import gt_instances, has_labels, open_model, predict_arrays
 from ..model import LaSSM, Prediction
 from .ap import InstanceEvaluator
 from .formats import MASK_FOLDER, benchmark_classes, write_gt, write_predictions
+from .scannetpp_format import toolkit_label_ids
+from .scannetpp_format import write_gt as write_gt_pp
+from .scannetpp_format import write_predictions as write_predictions_pp
 from .semantic import GT_FOLDER, PRED_FOLDER, SemanticEvaluator, semantic_classes, write_labels
 
 # the benchmark class list of each data preset (synthetic rooms carry ScanNet20 labels)
 BENCHMARK_OF = {"synthetic": "scannet20", "scannet": "scannet20", "scannet200": "scannet200",
                 "scannetpp": "scannetpp", "mosd": "mosd"}
+FORMATS = ("scannet", "scannetpp")  # ScanNet's benchmark files (any preset), the ScanNet++ toolkit's
+FORMAT_FILE = "benchmark_format.txt"  # in --out: the format its files are in, so a rerun never mixes two
 
 # ------------------------------------------------------------------------------- label ids
 
@@ -133,13 +142,19 @@ def predict_split(model: LaSSM, cfg: Config, dataset: SceneDataset, device: str 
 # ------------------------------------------------------------------------------- export and scores
 
 
-def write_scene(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Config) -> None:
+def write_scene(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Config,
+                fmt: str = "scannet") -> None:
     """The scene's prediction file and masks, its semantic file (when ``pred`` has semantics) and, when the
-    scene has labels, its GT files; the prediction file last, as the sign of a finished scene."""
+    scene has labels, its GT files, in format ``fmt``; the prediction file last, as the sign of a finished
+    scene."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
     if pred.semantic is not None:
         write_labels(out / PRED_FOLDER, name, label_ids_of(pred.semantic.cpu().numpy(), cfg))
     if has_labels(arrays):
         write_labels(out / GT_FOLDER, name, label_ids_of(arrays["segment"], cfg))
+    if fmt == "scannetpp":
+        return write_scene_scannetpp(out, name, arrays, pred, cfg)
     ids = instance_label_ids(cfg)
     classes = pred.classes.cpu().numpy()
     write_predictions(out / "predictions", name, pred.masks.cpu().numpy(), ids[classes],
@@ -149,11 +164,30 @@ def write_scene(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Confi
                  classes=benchmark_name(cfg))
 
 
+def write_scene_scannetpp(out: Path, name: str, arrays: dict, pred: Prediction, cfg: Config) -> None:
+    """``write_scene`` in the ScanNet++ toolkit's format: classes by name to its label ids, the GT from the
+    scene's semantic classes (column 0: the smallest object) and instance ids."""
+    ids = toolkit_label_ids(cfg.data.instance_class_names, "data.class_names", instance_only=True)
+    write_predictions_pp(out / "predictions", name, pred.masks.cpu().numpy(), ids[pred.classes.cpu().numpy()],
+                         pred.scores.float().cpu().numpy())
+    if has_labels(arrays):
+        segment = arrays["segment"]
+        semantic = toolkit_label_ids(cfg.data.class_names, "data.class_names")
+        write_gt_pp(out / "gt", name, np.where(segment >= 0, semantic[np.clip(segment, 0, None)], -1),
+                    arrays["instance"])
+
+
 def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device: str | torch.device,
-                 root: str | None = None, max_scenes: int = 0, overwrite: bool = False) -> dict[str, list]:
-    """Write ``out/predictions`` and ``out/semantic`` (and ``out/gt``, ``out/gt_semantic``) of a split;
-    returns {"written": names, "skipped": names}."""
+                 root: str | None = None, max_scenes: int = 0, overwrite: bool = False,
+                 fmt: str = "scannet") -> dict[str, list]:
+    """Write ``out/predictions`` and ``out/semantic`` (and ``out/gt``, ``out/gt_semantic``) of a split, the
+    instance files in format ``fmt`` (``FORMATS``); returns {"written": names, "skipped": names}."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+    if fmt == "scannetpp":  # before the model runs: a model without ScanNet++ classes cannot be written
+        toolkit_label_ids(cfg.data.instance_class_names, "data.class_names", instance_only=True)
     out = Path(out)
+    check_format(out, fmt, overwrite)
     dataset = split_dataset(cfg, split, root)
     done: dict[str, list] = {"written": [], "skipped": []}
     for i in range(scene_count(dataset, max_scenes)):
@@ -165,9 +199,22 @@ def export_split(model: LaSSM, cfg: Config, split: str, out: str | Path, device:
         arrays = scene_arrays(dataset, i)
         pred = predict_arrays(model, cfg, arrays, device)
         remove_scene_predictions(out / "predictions", name)  # a rerun with fewer masks leaves none stale
-        write_scene(out, name, arrays, pred, cfg)
+        write_scene(out, name, arrays, pred, cfg, fmt)
         done["written"].append(name)
     return done
+
+
+def check_format(out: Path, fmt: str, overwrite: bool) -> None:
+    """Record ``fmt`` in ``out``; refuse to resume an export of another format there (ValueError), unless
+    ``overwrite`` (every scene is then rewritten). An export older than the record counts as "scannet"."""
+    record = out / FORMAT_FILE
+    before = record.read_text().strip() if record.is_file() else \
+        "scannet" if any((out / "predictions").glob("*.txt")) else fmt
+    if before != fmt and not overwrite:
+        raise ValueError(f"--format: {out} holds a {before} export; use another --out for {fmt}, or "
+                         f"--overwrite to redo every scene")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(fmt + "\n")
 
 
 def remove_scene_predictions(pred_dir: Path, name: str) -> None:
@@ -259,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--preset", default=None, help="for a checkpoint without a stored config")
     parser.add_argument("--variant", default=None, help="with --preset: -3 or -0")
+    parser.add_argument("--format", default="scannet", choices=FORMATS,
+                        help="scannet: ScanNet's benchmark files (default); scannetpp: the ScanNet++ "
+                             "toolkit's (label id = index in its 100 semantic classes; a ScanNet++ model)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo scenes already exported (their old mask files are removed first)")
     parser.add_argument("--trust-checkpoint", action="store_true",
@@ -276,12 +326,13 @@ def _command(args) -> None:
                                   trusted=args.trust_checkpoint)
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
-    done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite)
+    done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite,
+                        args.format)
     print(f"{len(done['written'])} scenes written, {len(done['skipped'])} already there: "
           f"{out / 'predictions'}")
     if (out / "gt").is_dir():
-        print(f"score them: python -m lassm.evaluate --pred {out / 'predictions'} --gt {out / 'gt'} "
-              f"--classes {benchmark_name(cfg)}")
+        how = "--format scannetpp" if args.format == "scannetpp" else f"--classes {benchmark_name(cfg)}"
+        print(f"score them: python -m lassm.evaluate --pred {out / 'predictions'} --gt {out / 'gt'} {how}")
         print(f"semantic labels: python -m lassm.evaluate --semantic --pred {out / PRED_FOLDER} "
               f"--gt {out / GT_FOLDER} --classes {benchmark_name(cfg)}")
 

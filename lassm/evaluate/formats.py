@@ -38,7 +38,8 @@ adds, each checked against the official script:
   official script (empty score list); `average_precision` gives AP 0 there, which is what we report.
 - classes without GT of at least 100 vertices are NaN (JSON null) and left out of the means.
 
-`main` is the command line `python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]`.
+`main` is the command line `python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes C] [--json OUT]`;
+`--format scannetpp` scores the ScanNet++ toolkit's own format instead (`lassm.evaluate.scannetpp_format`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from ..data.labels import (
     VALID_CLASS_IDS_200,
 )
 from .ap import MIN_REGION_SIZE, InstanceEvaluator
+from .scannetpp_format import evaluate_scannetpp
 from .semantic import semantic_command
 
 CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
@@ -369,13 +371,25 @@ def _json_safe(obj):
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes ...] [--json OUT.json] [--strict]`."""
     parser = argparse.ArgumentParser(prog="python -m lassm.evaluate",
-                                     description="ScanNet instance benchmark AP on the official file layout.")
+                                     description="ScanNet instance benchmark AP on the official file layout "
+                                                 "(ScanNet++'s own toolkit layout: --format scannetpp).")
     parser.add_argument("--pred", required=True, help="folder of <scene>.txt prediction files")
     parser.add_argument("--gt", required=True, help="folder of <scene>.txt GT files (label*1000+instance)")
-    parser.add_argument("--classes", default="scannet20", choices=CLASS_LISTS, help="class list")
+    parser.add_argument("--classes", default=None, choices=CLASS_LISTS, help="class list (default scannet20)")
+    parser.add_argument("--format", default="scannet", choices=("scannet", "scannetpp"),
+                        help="scannet: ScanNet's benchmark files (default); scannetpp: the ScanNet++ "
+                             "toolkit's files and rules (label id = index in its 100 semantic classes, 84 "
+                             "evaluated)")
+    parser.add_argument("--data-root", default=None,
+                        help="--format scannetpp: ScanNet++'s data/ folder; each scene's "
+                             "scans/mesh_aligned_0.05_mask.txt vertices are left out, as the toolkit does")
+    parser.add_argument("--scene-list", default=None,
+                        help="--format scannetpp: scene ids to score, one per line (e.g. "
+                             "splits/nvs_sem_val.txt; default: every GT file); a scene without files fails")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--skip-unknown-labels", action="store_true",
-                        help="also skip label ids the dataset does not define (as the official script)")
+                        help="also skip label ids the dataset does not define (as the official script; "
+                             "scannetpp: ids outside 0..99)")
     parser.add_argument("--strict", action="store_true",
                         help="GT scenes without a prediction file are an error (default: a warning)")
     parser.add_argument("--semantic", action="store_true",
@@ -390,17 +404,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args) -> None:
     if args.json:
         check_output_file(args.json, "--json")  # before scoring, which can take minutes
-    missing = missing_predictions(args.pred, args.gt)
+    if args.format == "scannet" and (args.data_root or args.scene_list):
+        raise ValueError("--data-root, --scene-list: only with --format scannetpp")
+    missing = missing_predictions(args.pred, args.gt) if args.format == "scannet" else []
     if missing:
         text = (f"{len(missing)} scene(s) in {args.gt} have no prediction file in {args.pred}: "
                 f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
         if args.strict:
             raise BenchmarkFileError(f"{text} (--strict)")
         print(f"warning: {text}; they are not scored (--strict makes this an error)", file=sys.stderr)
-    results = evaluate_benchmark(args.pred, args.gt, args.classes,
-                                 "skip" if args.skip_unknown_labels else "error")
+    unknown = "skip" if args.skip_unknown_labels else "error"
+    results = _scannetpp_results(args, unknown) if args.format == "scannetpp" else \
+        evaluate_benchmark(args.pred, args.gt, args.classes or "scannet20", unknown)
     print(format_results(results))
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(_json_safe(results), indent=2) + "\n")
 
+
+def _scannetpp_results(args, unknown: str) -> dict:
+    """`--format scannetpp`: the toolkit's label space and scene list (a listed scene without files fails)."""
+    if args.classes not in (None, "scannetpp"):
+        raise ValueError(f"--classes: --format scannetpp has its own label space, got {args.classes!r}")
+    if not args.data_root:
+        print("warning: no --data-root: the toolkit leaves out each scene's mesh_aligned_0.05_mask.txt "
+              "vertices, these numbers count them", file=sys.stderr)
+    return evaluate_scannetpp(args.pred, args.gt, args.data_root, args.scene_list, unknown)

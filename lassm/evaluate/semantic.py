@@ -236,7 +236,7 @@ def semantic_command(args) -> None:
             raise DataError(f"{text} (--strict)")
         print(f"warning: {text}; they are not scored (--strict makes this an error)", file=sys.stderr)
     unknown = "skip" if args.skip_unknown_labels else "error"
-    results = evaluate_semantic(pred_dir, gt_dir, args.classes, unknown)
+    results = evaluate_semantic(pred_dir, gt_dir, args.classes or "scannet20", unknown)
     print(format_semantic(results))
     if args.json:
         safe = {**results, "miou": None if math.isnan(results["miou"]) else results["miou"],
