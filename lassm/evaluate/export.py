@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import check_output_dir, run_command
+from ..cli import check_output_dir, dash_values, run_command
 from ..config import Config
 from ..data.dataset import SceneDataset
 from ..data.io import DataError
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-scenes", type=int, default=0, help="only the first N scenes (0 = all)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--preset", default=None, help="for a checkpoint without a stored config")
-    parser.add_argument("--variant", default=None, help="with --preset: -3 or -0")
+    parser.add_argument("--variant", default=None,
+                        help="decoder variant of --preset: -3 (default) or -0 (scannetpp also -3-sc, -0-sc)")
     parser.add_argument("--format", default="scannet", choices=FORMATS,
                         help="scannet: ScanNet's benchmark files (default); scannetpp: the ScanNet++ "
                              "toolkit's (label id = index in its 100 semantic classes; a ScanNet++ model)")
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="redo scenes already exported (their old mask files are removed first)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(dash_values(argv))
     return run_command(lambda: _command(args))
 
 
