@@ -234,9 +234,25 @@ def run(cfg: Config, trusted: bool = False) -> dict:
     trusted: unpickle ``train.init_weights`` fully (a legacy file you trust), not as data only."""
     tc = cfg.train
     rank, world, local_rank = _distributed(tc.dist_backend)
-    run_dir = Path(tc.output_root) / tc.experiment
-    with RunLock(run_dir, enabled=rank == 0):  # under DDP rank 0 holds it for all
-        return _run(cfg, rank, world, _device(tc.device, local_rank), run_dir, trusted)
+    run_dir, device = Path(tc.output_root) / tc.experiment, _device(tc.device, local_rank)
+    exact = tc.deterministic == "always" or (tc.deterministic == "cpu" and device.type == "cpu")
+    with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks for all
+        return _run(cfg, rank, world, device, run_dir, trusted)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool):
+    """``torch.use_deterministic_algorithms`` (warning, not failing, on an op without a deterministic
+    kernel) while the block runs; the previous setting afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def epoch_steps(scenes: int, tc, world: int = 1) -> int:

@@ -79,6 +79,26 @@ def test_interrupted_run_resumes_exactly(data_root, tmp_path, one_thread):
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
+@pytest.mark.parametrize("setting", ["cpu", "always"])
+def test_cpu_runs_repeat_bit_for_bit_with_two_threads(data_root, tmp_path, setting):
+    """train.deterministic: the same seed on two threads gives the same losses and weights (the demo's
+    numbers repeat), and the process's own deterministic setting is back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name in ("a", "b"):
+            train.run(tiny(data_root, tmp_path, name, deterministic=setting))
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(threads)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    a = torch.load(tmp_path / "a" / "model_last.pth", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "model_last.pth", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="train.deterministic"):
+        tiny(data_root, tmp_path, deterministic="sometimes").train.__post_init__()
+
+
 def test_resume_refuses_another_model(data_root, tmp_path):
     train.run(tiny(data_root, tmp_path, max_steps=1))
     other = tiny(data_root, tmp_path)
