@@ -138,9 +138,10 @@ def test_trust_checkpoint_reaches_the_loader(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("command", [export.main, predict.main])
 def test_variant_values_starting_with_a_dash_reach_the_command(command, tmp_path, capsys):
-    """argparse would read `--variant -3-sc` as two options; the commands join it and get to the checkpoint."""
-    args = [str(tmp_path / "absent.pth"), *(["--split", "val"] if command is export.main else [str(tmp_path)]),
-            "--out", str(tmp_path / "out"), "--preset", "scannetpp", "--variant", "-3-sc"]
+    """argparse would read `--variant -3-sc` as two options; the commands join it and reach the checkpoint."""
+    where = ["--split", "val"] if command is export.main else [str(tmp_path)]
+    args = [str(tmp_path / "absent.pth"), *where, "--out", str(tmp_path / "out"),
+            "--preset", "scannetpp", "--variant", "-3-sc"]
     assert command(args) == BAD_INPUT
     err = capsys.readouterr().err
     assert "expected one argument" not in err and "usage:" not in err  # past argparse, into the command

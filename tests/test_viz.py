@@ -12,6 +12,7 @@ from lassm.viz import (
     decoder_stage_figure,
     export_report,
     format_table,
+    indexed_colors,
     instance_comparison_figure,
     instance_match_table,
     label_colors,
@@ -185,6 +186,20 @@ def test_scene_view_figure_dropdown_starts_at_mode_and_caps_points():
         scene_view_figure(rng.random((n, 3)), colors, mode="height")
     with pytest.raises(ValueError, match="colors_by_mode"):
         scene_view_figure(rng.random((n, 3)), {"RGB": colors["RGB"][:10]})
+
+
+def test_indexed_colors_give_every_point_its_colour():
+    """A point's number falls in the band of its own colour on the step scale; beyond max_colors, the
+    colour 4 bits a channel."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (30, 3)).astype(np.uint8)[rng.integers(0, 30, 2000)]  # 30 distinct colours
+    for max_colors, expect in ((4096, rgb), (10, (rgb & 0xF0) | 0x08)):
+        m = indexed_colors(rgb, max_colors=max_colors)
+        stops = np.array([t for t, _ in m["colorscale"]])
+        assert m["cmin"] == 0 and np.all(np.diff(stops) >= 0) and stops[0] == 0 and stops[-1] == 1
+        t = (m["color"] - m["cmin"]) / (m["cmax"] - m["cmin"])  # where plotly.js looks each point up
+        band = np.searchsorted(stops, t, side="right") - 1  # the stop at or below: its colour's first stop
+        assert [m["colorscale"][b][1] for b in band] == css_colors(expect)
 
 
 def test_query_init_figure_layers():

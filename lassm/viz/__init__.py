@@ -20,7 +20,7 @@ from .ablations import (
     table_figure,
     tradeoff_figure,
 )
-from .colors import FAINT, QUERY_COLOR, SERIES_COLORS, css_colors, label_colors, series_color
+from .colors import FAINT, QUERY_COLOR, SERIES_COLORS, css_colors, indexed_colors, label_colors, series_color
 from .decoder import class_scores_figure, decoder_slider_figure, decoder_stage_figure, query_init_figure
 from .evaluation import per_class_figure
 from .html import export_report, export_view, save_html, table_html, write_page
@@ -38,7 +38,7 @@ from .training import training_curves
 from .widgets import stage_explorer
 
 __all__ = ["FAINT", "HIDDEN_AXES", "NOTEBOOK_RENDERER", "QUERY_COLOR", "SERIES_COLORS", "ap_figure",
-           "class_scores_figure", "css_colors", "curves_figure", "decoder_slider_figure",
+           "class_scores_figure", "css_colors", "indexed_colors", "curves_figure", "decoder_slider_figure",
            "decoder_stage_figure", "export_report", "export_view", "format_table",
            "instance_comparison_figure", "instance_match_table", "label_colors", "match_instances",
            "notebook_figures", "per_class_figure", "prediction_vs_gt_figure", "query_init_figure",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .colors import css_colors, label_colors
+from .colors import css_colors, indexed_colors, label_colors
 from .points import HIDDEN_AXES, scene_layout, subsample, xyz
 
 
@@ -99,13 +99,14 @@ def scene_view_figure(coord: np.ndarray, colors_by_mode: dict[str, np.ndarray], 
             raise ValueError(f"colors_by_mode[{name!r}]: expected shape ({len(coord)}, 3), "
                              f"got {np.shape(colors)}")
     keep = subsample(len(coord), max_points, seed)
-    options = {name: css_colors(np.asarray(c, dtype=np.uint8)[keep]) for name, c in colors_by_mode.items()}
+    options = {name: indexed_colors(np.asarray(c, dtype=np.uint8)[keep])
+               for name, c in colors_by_mode.items()}
     names = list(options)
     fig = go.Figure(go.Scatter3d(**xyz(coord[keep]), mode="markers", name="points", hoverinfo="skip",
-                                 marker=dict(size=point_size, color=options[mode])))
+                                 marker=dict(size=point_size, showscale=False, **options[mode])))
     scene_layout(fig, title)
     fig.update_layout(updatemenus=[dict(
-        buttons=[dict(label=name, method="restyle", args=[{"marker.color": [c]}])
+        buttons=[dict(label=name, method="restyle", args=[{f"marker.{k}": [v] for k, v in c.items()}])
                  for name, c in options.items()],
         active=names.index(mode), direction="down", x=0.0, y=1.0, xanchor="left", yanchor="top")])
     return fig
