@@ -55,40 +55,9 @@ from .model import LaSSM
 from .model.checkpoint import LoadReport, RunLock, load_initial_weights, plain, restore, save_checkpoint
 from .model.stages import BACKWARD, OPTIMISER, TO_DEVICE, VOXELISE, stage
 from .runlog import Logger, best_validation, eta_text, last_validation
+from .runtime import amp_dtype, deterministic_algorithms, distributed, peak_mb, pick_device
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _distributed(backend: str = "auto") -> tuple[int, int, int]:
-    """(rank, world size, local rank), starting the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, 0
-    if not torch.distributed.is_initialized():
-        if backend == "auto":
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    """The process's device; local ranks beyond the GPU count share GPUs (gloo only: NCCL refuses)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        index = local_rank % torch.cuda.device_count()
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device(name)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with loss scaling); no autocast on the CPU."""
-    if amp == "off" or device.type != "cuda":
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def poly_lr(lr0: float, step: int, total: int, power: float) -> float:
@@ -103,15 +72,6 @@ def should_evaluate(epoch: int, rule: tuple[tuple[int, int], ...]) -> bool:
         if epoch >= start:
             interval = every
     return interval > 0 and epoch % interval == 0
-
-
-def peak_mb(device: torch.device) -> float:
-    """Peak memory so far in MB: CUDA allocations on a GPU, the process's resident high-water mark on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _write_json(path: Path, obj) -> None:
@@ -233,26 +193,11 @@ def run(cfg: Config, trusted: bool = False) -> dict:
     """Train ``cfg`` to the end (or to ``train.max_steps``); returns the last validation metrics.
     trusted: unpickle ``train.init_weights`` fully (a legacy file you trust), not as data only."""
     tc = cfg.train
-    rank, world, local_rank = _distributed(tc.dist_backend)
-    run_dir, device = Path(tc.output_root) / tc.experiment, _device(tc.device, local_rank)
+    rank, world, local_rank = distributed(tc.dist_backend)
+    run_dir, device = Path(tc.output_root) / tc.experiment, pick_device(tc.device, local_rank)
     exact = tc.deterministic == "always" or (tc.deterministic == "cpu" and device.type == "cpu")
     with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks for all
         return _run(cfg, rank, world, device, run_dir, trusted)
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(enabled: bool):
-    """``torch.use_deterministic_algorithms`` (warning, not failing, on an op without a deterministic
-    kernel) while the block runs; the previous setting afterwards."""
-    before = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def epoch_steps(scenes: int, tc, world: int = 1) -> int:

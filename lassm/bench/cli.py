@@ -229,7 +229,7 @@ def _model(args, parser) -> list[dict]:
 
 
 def _print_profiles(args, scenes: list[dict], variants: tuple[int, ...]) -> None:
-    from ..train import amp_dtype
+    from ..runtime import amp_dtype
 
     device = torch.device(args.device)
     for t_layer in variants:

@@ -38,7 +38,8 @@ from .. import augment
 from ..data.batch import scene_tensors
 from ..inference import prepare_input, step_generator
 from ..model.stages import TO_DEVICE, VOXELISE, stage, stage_names
-from ..train import amp_dtype, load_batch, make_optimizer, train_step
+from ..runtime import amp_dtype
+from ..train import load_batch, make_optimizer, train_step
 from .scenes import bench_tensors, scaled_scene
 from .timing import allocated_mb, peak_mb, peak_reset, stage_runs, summarise_stages, sync
 

@@ -20,7 +20,7 @@ import torch
 
 from ..data.io import atomic_path
 from ..model import stages
-from ..train import peak_mb
+from ..runtime import peak_mb
 
 __all__ = ["StageTimer", "allocated_mb", "peak_mb", "peak_reset", "stage_runs", "summarise_stages", "sync",
            "time_call", "write_rows"]

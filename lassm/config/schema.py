@@ -383,17 +383,13 @@ class TrainConfig:
     # torch.distributed backend under torchrun: "auto" (NCCL on GPUs, else gloo), "nccl" or "gloo";
     # gloo also runs several processes on one GPU (a test of the DDP path without more GPUs)
     dist_backend: str = "auto"
-    # torch.use_deterministic_algorithms for the run: "cpu" (on CPU only: a rerun with the same seed gives
-    # the same numbers bit for bit, at no measured cost on the 2-core machine; without it two threads'
-    # summation order varies), "always" (CUDA too: slower kernels), "never"
-    deterministic: str = "cpu"
+    deterministic: str = "cpu"  # deterministic kernels: "cpu" (CPU runs repeat exactly), "always", "never"
 
     def __post_init__(self):
-        if self.deterministic not in ("cpu", "always", "never"):
-            raise ValueError(f"train.deterministic: expected 'cpu', 'always' or 'never', "
-                             f"got {self.deterministic!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"train.amp: expected 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        choices = {"amp": ("auto", "bf16", "fp16", "off"), "deterministic": ("cpu", "always", "never")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.steps_per_epoch < 0:
             raise ValueError(f"train.steps_per_epoch: expected 0 (a full pass) or a positive integer, "
                              f"got {self.steps_per_epoch}")
