@@ -45,7 +45,6 @@ adds, each checked against the official script:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -55,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import check_output_file, run_command
-from ..data.io import DataError, atomic_path
+from ..data.io import atomic_path
 from ..data.labels import (
     CLASS_LABELS_20,
     CLASS_LABELS_200,
@@ -66,16 +65,23 @@ from ..data.labels import (
     VALID_CLASS_IDS_200,
 )
 from .ap import MIN_REGION_SIZE, InstanceEvaluator
+from .files import (
+    BenchmarkFileError,
+    prediction_line,
+    read_lines,
+    report_missing,
+    scene_files,
+    write_results_json,
+)
+from .files import (
+    read_int_lines as read_ints,
+)
 from .scannetpp_format import evaluate_scannetpp
 from .semantic import semantic_command
 
 CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
 RESULT_FILE = "semantic_instance_evaluation.txt"  # the official script's output name; never a scene
 MASK_FOLDER = "predicted_masks"
-
-
-class BenchmarkFileError(DataError):
-    """A benchmark file that cannot be read or breaks the format; the message names the file and line."""
 
 
 def benchmark_classes(name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -185,28 +191,6 @@ def write_gt(out_dir, scene: str, label_ids, instance, classes: str | None = Non
 # ------------------------------------------------------------------------------- reading
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise BenchmarkFileError(f"{path}: cannot read ({err})") from err
-
-
-def read_ints(path) -> np.ndarray:
-    """(N,) int64 from a file with one integer per line (GT and mask files)."""
-    path = Path(path)
-    lines = _read_lines(path)
-    try:
-        return np.array(lines, dtype=np.int64)
-    except (ValueError, OverflowError):
-        for n, line in enumerate(lines, start=1):
-            try:
-                int(line)
-            except ValueError:
-                raise BenchmarkFileError(f"{path}, line {n}: expected one integer, got {line!r}") from None
-        raise BenchmarkFileError(f"{path}: expected one integer per line") from None
-
-
 def read_mask(path, num_vertices: int, gt_file=None) -> np.ndarray:
     """(N,) bool mask from a mask file; one 0/1 per GT vertex. A mask longer than the scene's
     ``gt_file`` (when given) blames the GT file: the masks come from the scene, a short GT file is the
@@ -239,19 +223,9 @@ def read_prediction_file(path, pred_dir) -> dict[str, tuple[int, float, int]]:
     """{absolute mask path: (label id, confidence, line number)} in line order, as the official dict."""
     path, root = Path(path), os.path.abspath(pred_dir)
     entries: dict[str, tuple[int, float, int]] = {}
-    for n, line in enumerate(_read_lines(path), start=1):
+    for n, line in enumerate(read_lines(path), start=1):
         where = f"{path}, line {n}"
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise BenchmarkFileError(f"{where}: expected 3 fields separated by single spaces "
-                                     f"(mask path, label id, confidence), got {len(parts)}: {line!r}")
-        rel, label, conf = parts
-        if os.path.isabs(rel):
-            raise BenchmarkFileError(f"{where}: expected a mask path relative to {root}, got {rel!r}")
-        mask_path = os.path.abspath(os.path.join(root, rel))
-        if os.path.commonpath([mask_path, root]) != root or mask_path == root:
-            raise BenchmarkFileError(f"{where}: mask path {rel!r} points outside the prediction folder "
-                                     f"{root}")
+        mask_path, label, conf = prediction_line(line, where, root, root)
         try:
             label_id = int(float(label))
         except (ValueError, OverflowError):
@@ -264,34 +238,6 @@ def read_prediction_file(path, pred_dir) -> dict[str, tuple[int, float, int]]:
             raise BenchmarkFileError(f"{where}: expected a numeric confidence, got {conf!r}")
         entries[mask_path] = (label_id, confidence, n)  # a repeated path keeps its first position
     return entries
-
-
-def scene_files(pred_dir, gt_dir) -> list[tuple[str, Path, Path]]:
-    """(scene, prediction file, GT file) for every prediction file, sorted by scene."""
-    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    if not pred_dir.is_dir():
-        raise BenchmarkFileError(f"{pred_dir}: prediction folder not found")
-    names = sorted(p.name for p in pred_dir.iterdir()
-                   if p.name.endswith(".txt") and p.name != RESULT_FILE and p.is_file())
-    if not names:
-        raise BenchmarkFileError(f"{pred_dir}: no prediction files (<scene>.txt) found")
-    out = []
-    for name in names:
-        gt = gt_dir / name
-        if not gt.is_file():
-            raise BenchmarkFileError(f"{pred_dir / name}: no ground truth for this scene ({gt} not found)")
-        out.append((name[:-4], pred_dir / name, gt))
-    return out
-
-
-def missing_predictions(pred_dir, gt_dir) -> list[str]:
-    """Scenes with a GT file in ``gt_dir`` but no prediction file in ``pred_dir``, sorted (the benchmark
-    scores only the scenes that have predictions, so these would silently drop out)."""
-    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
-    if not gt_dir.is_dir():
-        return []
-    return sorted(p.name[:-4] for p in gt_dir.iterdir()
-                  if p.name.endswith(".txt") and p.is_file() and not (pred_dir / p.name).is_file())
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -312,7 +258,7 @@ def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_lab
     index_of_sorted = np.array([index[i] for i in sorted_ids.tolist()], dtype=np.int64)
     evaluator = InstanceEvaluator(names, min_region_size=MIN_REGION_SIZE)
     owner: dict[str, Path] = {}  # mask path -> prediction file naming it
-    scenes = scene_files(pred_dir, gt_dir)
+    scenes = scene_files(pred_dir, gt_dir, skip=(RESULT_FILE,))
     for _scene, pred_file, gt_file in scenes:
         gt_ids = read_ints(gt_file)  # (N,)
         label = gt_ids // 1000  # floor division, like the official script
@@ -359,15 +305,6 @@ def format_results(results: dict) -> str:
 # ------------------------------------------------------------------------------- command line
 
 
-def _json_safe(obj):
-    """NaN -> None (JSON null), recursively."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m lassm.evaluate --pred PRED_DIR --gt GT_DIR [--classes ...] [--json OUT.json] [--strict]`."""
     parser = argparse.ArgumentParser(prog="python -m lassm.evaluate",
@@ -406,20 +343,14 @@ def _command(args) -> None:
         check_output_file(args.json, "--json")  # before scoring, which can take minutes
     if args.format == "scannet" and (args.data_root or args.scene_list):
         raise ValueError("--data-root, --scene-list: only with --format scannetpp")
-    missing = missing_predictions(args.pred, args.gt) if args.format == "scannet" else []
-    if missing:
-        text = (f"{len(missing)} scene(s) in {args.gt} have no prediction file in {args.pred}: "
-                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
-        if args.strict:
-            raise BenchmarkFileError(f"{text} (--strict)")
-        print(f"warning: {text}; they are not scored (--strict makes this an error)", file=sys.stderr)
+    if args.format == "scannet":
+        report_missing(args.pred, args.gt, args.strict)
     unknown = "skip" if args.skip_unknown_labels else "error"
     results = _scannetpp_results(args, unknown) if args.format == "scannetpp" else \
         evaluate_benchmark(args.pred, args.gt, args.classes or "scannet20", unknown)
     print(format_results(results))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(_json_safe(results), indent=2) + "\n")
+        write_results_json(args.json, results)
 
 
 def _scannetpp_results(args, unknown: str) -> dict:
@@ -430,3 +361,4 @@ def _scannetpp_results(args, unknown: str) -> dict:
         print("warning: no --data-root: the toolkit leaves out each scene's mesh_aligned_0.05_mask.txt "
               "vertices, these numbers count them", file=sys.stderr)
     return evaluate_scannetpp(args.pred, args.gt, args.data_root, args.scene_list, unknown)
+

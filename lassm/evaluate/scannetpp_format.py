@@ -52,6 +52,7 @@ import numpy as np
 
 from ..data.io import DataError, atomic_path, read_name_list
 from ..data.labels import CLASS_LABELS_PP, INSTANCE_CLASS_IDS_PP
+from . import files
 from .ap import MIN_REGION_SIZE, InstanceEvaluator
 
 MASK_FOLDER = "predicted_masks"  # the toolkit's subfolder for mask files
@@ -175,26 +176,9 @@ def write_gt(out_dir, scene: str, semantic_ids, instance) -> Path:
 # ------------------------------------------------------------------------------- reading
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScanNetPPFileError(f"{path}: cannot read ({err})") from err
-
-
 def read_int_lines(path) -> np.ndarray:
     """(N,) int64 from a file of one integer per line (GT files, mask files, mesh masks)."""
-    path = Path(path)
-    lines = _read_text(path).splitlines()
-    try:
-        return np.array(lines, dtype=np.int64) if lines else np.zeros(0, np.int64)
-    except (ValueError, OverflowError):
-        for n, line in enumerate(lines, start=1):
-            try:
-                int(line)
-            except ValueError:
-                raise ScanNetPPFileError(f"{path}, line {n}: expected one integer, got {line!r}") from None
-        raise ScanNetPPFileError(f"{path}: expected one integer per line") from None
+    return files.read_int_lines(path, ScanNetPPFileError)
 
 
 def read_vertex_mask(path, num_vertices: int) -> np.ndarray:
@@ -218,19 +202,10 @@ def read_prediction_file(path, pred_dir, unknown_labels: str = "error") -> list[
     """(absolute mask path, label id, confidence, line number) per instance, by the toolkit's rules."""
     path, root = Path(path), os.path.abspath(pred_dir)
     entries: dict[str, tuple[int, float, int]] = {}
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+    base = os.path.dirname(os.path.abspath(path))  # the toolkit joins mask paths to the file's folder
+    for n, line in enumerate(files.read_lines(path, ScanNetPPFileError), start=1):
         where = f"{path}, line {n}"
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise ScanNetPPFileError(f"{where}: expected 3 fields separated by single spaces (mask path, "
-                                     f"label id, confidence), got {len(parts)}: {line!r}")
-        rel, label, conf = parts
-        if os.path.isabs(rel):
-            raise ScanNetPPFileError(f"{where}: expected a mask path relative to {root}, got {rel!r}")
-        mask_path = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(path)), rel))
-        if os.path.commonpath([mask_path, root]) != root or mask_path == root:
-            raise ScanNetPPFileError(f"{where}: mask path {rel!r} points outside the prediction folder "
-                                     f"{root}")
+        mask_path, label, conf = files.prediction_line(line, where, root, base, ScanNetPPFileError)
         try:
             label_id = int(label)
         except ValueError:

@@ -31,9 +31,7 @@ points it calls background are written as 0, so the model's wall and floor IoU o
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +46,7 @@ from ..data.labels import (
     VALID_CLASS_IDS_20,
     VALID_CLASS_IDS_200,
 )
+from .files import read_int_lines, report_missing, scene_files, write_results_json
 
 SEMANTIC_CLASS_LISTS = ("scannet20", "scannet200", "scannetpp", "mosd")
 SEMANTIC_RESULT_FILE = "semantic_label_evaluation.txt"  # the official script's output name; never a scene
@@ -100,36 +99,7 @@ def write_labels(out_dir, scene: str, label_ids) -> Path:
 
 def read_labels(path) -> np.ndarray:
     """(N,) int64 label ids of a file with one integer per line; a DataError names the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
-    try:
-        return np.array(lines, dtype=np.int64)
-    except (ValueError, OverflowError):
-        for n, line in enumerate(lines, start=1):
-            try:
-                np.int64(int(line))
-            except (ValueError, OverflowError):
-                raise DataError(f"{path}, line {n}: expected one integer label id, got {line!r}") from None
-        raise DataError(f"{path}: expected one integer label id per line") from None
-
-
-def scene_pairs(pred_dir, gt_dir) -> list[tuple[str, Path, Path]]:
-    """(scene, prediction file, GT file) for every prediction file of ``pred_dir``, sorted by scene."""
-    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    if not pred_dir.is_dir():
-        raise DataError(f"{pred_dir}: semantic prediction folder not found")
-    names = sorted(p.name for p in pred_dir.iterdir()
-                   if p.name.endswith(".txt") and p.name != SEMANTIC_RESULT_FILE and p.is_file())
-    if not names:
-        raise DataError(f"{pred_dir}: no semantic prediction files (<scene>.txt) found")
-    missing = [n for n in names if not (gt_dir / n).is_file()]
-    if missing:
-        raise DataError(f"{pred_dir / missing[0]}: no ground truth for this scene ({gt_dir / missing[0]} "
-                        f"not found)")
-    return [(n[:-4], pred_dir / n, gt_dir / n) for n in names]
+    return read_int_lines(path, DataError, "integer label id")
 
 
 # ------------------------------------------------------------------------------- the protocol
@@ -193,7 +163,7 @@ def evaluate_semantic(pred_dir, gt_dir, classes: str = "scannet20", unknown_labe
     names, ids = semantic_classes(classes)
     defined = np.array(sorted(defined_label_ids(classes)), dtype=np.int64)
     evaluator = SemanticEvaluator(names, ids)
-    pairs = scene_pairs(pred_dir, gt_dir)
+    pairs = scene_files(pred_dir, gt_dir, "semantic prediction", (SEMANTIC_RESULT_FILE,), DataError)
     for _scene, pred_file, gt_file in pairs:
         pred, gt = read_labels(pred_file), read_labels(gt_file)
         if len(pred) != len(gt):
@@ -227,20 +197,9 @@ def semantic_command(args) -> None:
     if args.json:
         check_output_file(args.json, "--json")
     gt_dir, pred_dir = Path(args.gt), Path(args.pred)
-    missing = sorted(p.name[:-4] for p in gt_dir.iterdir() if p.name.endswith(".txt") and p.is_file()
-                     and not (pred_dir / p.name).is_file()) if gt_dir.is_dir() and pred_dir.is_dir() else []
-    if missing:
-        text = (f"{len(missing)} scene(s) in {gt_dir} have no semantic prediction file in {pred_dir}: "
-                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
-        if args.strict:
-            raise DataError(f"{text} (--strict)")
-        print(f"warning: {text}; they are not scored (--strict makes this an error)", file=sys.stderr)
+    report_missing(pred_dir, gt_dir, args.strict, "semantic prediction", DataError)
     unknown = "skip" if args.skip_unknown_labels else "error"
     results = evaluate_semantic(pred_dir, gt_dir, args.classes or "scannet20", unknown)
     print(format_semantic(results))
     if args.json:
-        safe = {**results, "miou": None if math.isnan(results["miou"]) else results["miou"],
-                "classes": {n: {**r, "iou": None if math.isnan(r["iou"]) else r["iou"]}
-                            for n, r in results["classes"].items()}}
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(safe, indent=2) + "\n")
+        write_results_json(args.json, results)
