@@ -167,7 +167,9 @@ def point_semantics(sp_seg: torch.Tensor, superpoint: torch.Tensor, stuff_classe
     """Per-point semantic labels from the superpoint semantic head (spec 6.1), in the dataset's label space.
 
     sp_seg: (S, C+1) logits, the C instance classes in train-label order then background; superpoint:
-    (N_pt,) compact ids 0..S-1. Every superpoint takes its argmax class and passes it to its points.
+    (N_pt,) compact ids 0..S-1 (their range is not checked again here: :func:`predict_instances` checks the
+    same scene's ids, and a check costs GPU round trips). Every superpoint takes its argmax class and
+    passes it to its points.
     Train label k is the k-th class of the C + len(stuff_classes) dataset classes that is not stuff
     (the inverse of ``lassm.data.labels.train_labels``). The head has no column per stuff class: its
     background column is trained on stuff and unlabelled points alike (spec 5.2, 7.4), so a point it
@@ -177,10 +179,7 @@ def point_semantics(sp_seg: torch.Tensor, superpoint: torch.Tensor, stuff_classe
         raise ValueError(f"sp_seg must have shape (S, C+1) with C >= 1, got {tuple(sp_seg.shape)}")
     if superpoint.ndim != 1:
         raise ValueError(f"superpoint must have shape (N_pt,), got {tuple(superpoint.shape)}")
-    num_sp, num_classes = sp_seg.shape[0], sp_seg.shape[1] - 1
-    if superpoint.numel() and (int(superpoint.min()) < 0 or int(superpoint.max()) >= num_sp):
-        raise ValueError(f"superpoint ids must lie in 0..S-1 = 0..{num_sp - 1}, got range "
-                         f"{int(superpoint.min())}..{int(superpoint.max())}")
+    num_classes = sp_seg.shape[1] - 1
     stuff = set(stuff_classes)
     total = num_classes + len(stuff)
     if any(not 0 <= c < total for c in stuff):

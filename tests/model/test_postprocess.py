@@ -215,8 +215,6 @@ def test_point_semantics_map_train_labels_around_stuff():
     assert labels.dtype == torch.int64
     assert labels.tolist() == [3, 1, 1, -1, 4, 1, 1, 4]
     assert point_semantics(sp_seg, torch.zeros(0, dtype=torch.long), (0, 2)).shape == (0,)
-    with pytest.raises(ValueError, match="superpoint ids"):
-        point_semantics(sp_seg, torch.tensor([5]), (0, 2))
     with pytest.raises(ValueError, match="stuff_classes"):
         point_semantics(sp_seg, superpoint, (0, 7))
     with pytest.raises(ValueError, match="sp_seg"):
