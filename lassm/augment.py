@@ -9,6 +9,7 @@ Below it, the training/validation augmentation of the reference (spec 3.1, 3.3) 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -52,12 +53,32 @@ def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape or (1,), generator=g, device=g.device)
 
 
+# A GPU generator's host-side companion for the draws the host needs (whether a transform happens, an
+# angle, a scale): reading a number drawn on the GPU waits for the GPU, a dozen times per scene. The
+# companion is seeded from the GPU generator's seed (known on the host), so a step's augmentation stays a
+# function of its seed. A CPU generator draws everything itself, as before (the CPU stream is unchanged).
+_HOST_DRAWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _host(g: torch.Generator) -> torch.Generator:
+    if g.device.type == "cpu":
+        return g
+    if g not in _HOST_DRAWS:
+        _HOST_DRAWS[g] = torch.Generator().manual_seed(g.initial_seed() ^ 0x5DEECE66D)
+    return _HOST_DRAWS[g]
+
+
+def _scalar(g: torch.Generator) -> float:
+    """One U(0, 1) number on the host (from ``g`` itself on the CPU, else from its companion)."""
+    return float(torch.rand(1, generator=_host(g)))
+
+
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(_rand(g))
+    return lo + (hi - lo) * _scalar(g)
 
 
 def _happens(g: torch.Generator, p: float) -> bool:
-    return float(_rand(g)) < p
+    return _scalar(g) < p
 
 
 def _subset(scene: Scene, idx: torch.Tensor) -> Scene:
@@ -85,7 +106,7 @@ def _smooth(noise: torch.Tensor) -> torch.Tensor:
 
 def _interp(lattice: torch.Tensor, start: torch.Tensor, step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Trilinear interpolation of ``lattice`` (C, D0, D1, D2) at ``x`` (N, 3); outside the lattice -> 0."""
-    dims = torch.tensor(lattice.shape[1:], device=x.device)
+    dims = torch.tensor(lattice.shape[1:]).to(x.device, non_blocking=True)  # no wait for the device
     u = (x - start) / step  # (N, 3) lattice index units
     inside = ((u >= 0) & (u <= dims - 1)).all(1)
     i0 = torch.minimum(torch.floor(u).clamp(min=0), dims - 2).long()  # (N, 3) lower corner
@@ -154,14 +175,15 @@ def rotation_matrix(axis: str, theta: float, dtype=torch.float32, device=None) -
 def random_rotate(scene: Scene, g: torch.Generator, angle: tuple[float, float], axis: str,
                   center: tuple[float, float, float] | None = None, p: float = 1.0) -> Scene:
     """RandomRotateT (3.1): theta = U(a0, a1) pi about ``center`` (None: bounding-box centre), prob p."""
-    if float(_rand(g)) > p:
+    if _scalar(g) > p:
         return scene
     coord = scene["coord"]
-    R = rotation_matrix(axis, _uniform(g, *angle) * math.pi, coord.dtype, coord.device)
+    # built on the host and copied without waiting: a host-to-device copy of a fresh tensor otherwise waits
+    R = rotation_matrix(axis, _uniform(g, *angle) * math.pi, coord.dtype).to(coord.device, non_blocking=True)
     if center is None:
         c = (coord.min(0).values + coord.max(0).values) / 2
     else:
-        c = torch.tensor(center, dtype=coord.dtype, device=coord.device)
+        c = torch.tensor(center, dtype=coord.dtype).to(coord.device, non_blocking=True)
     scene["coord"] = (coord - c) @ R + c
     if "normal" in scene:
         scene["normal"] = scene["normal"] @ R.to(scene["normal"].dtype)
@@ -200,7 +222,7 @@ def custom_elastic_distortion(scene: Scene, g: torch.Generator, params=((10.0, 6
         for gran, mag in params:
             dims = (torch.floor(x.abs().max(0).values / gran) + 3).long().tolist()
             noise = _smooth(torch.randn(3, *dims, generator=g, device=g.device, dtype=torch.float64))
-            half = torch.tensor(dims, dtype=x.dtype, device=x.device) - 1
+            half = torch.tensor(dims, dtype=x.dtype).to(x.device, non_blocking=True) - 1
             x = x + mag * _interp(noise, -half * gran, torch.full_like(half, 2 * gran), x)  # spacing 2g
     scene["elastic_coord"] = x
     return scene
@@ -271,8 +293,8 @@ def normalize_color(scene: Scene, g: torch.Generator, mode: str = "scannet") -> 
     if mode == "scannet":
         scene["color"] = color / 127.5 - 1
     elif mode == "mask3d":
-        mean = torch.tensor(MASK3D_MEAN, dtype=color.dtype, device=color.device)
-        std = torch.tensor(MASK3D_STD, dtype=color.dtype, device=color.device)
+        mean = torch.tensor(MASK3D_MEAN, dtype=color.dtype).to(color.device, non_blocking=True)
+        std = torch.tensor(MASK3D_STD, dtype=color.dtype).to(color.device, non_blocking=True)
         scene["color"] = (color / 255 - mean) / std
     else:
         raise ValueError(f"mode: expected 'scannet' or 'mask3d', got {mode!r}")
@@ -303,6 +325,15 @@ def fnv_hash(grid: torch.Tensor) -> torch.Tensor:
     return h
 
 
+def _below(counts: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(M,) one random integer in 0..counts-1 per entry. On the CPU randint(max) % count, as always; on a
+    GPU floor(U(0, 1) x count), which needs no host round trip for the maximum (another random stream)."""
+    if counts.device.type == "cpu":
+        return torch.randint(int(counts.max()), counts.shape, generator=g) % counts
+    u = torch.rand(counts.shape, generator=g, device=counts.device, dtype=torch.float64)
+    return (u * counts).long().clamp_max(counts - 1)
+
+
 def grid_sample_train(scene: Scene, g: torch.Generator, grid_size: float = 0.02,
                       from_elastic: bool = True) -> Scene:
     """CustomGridSampleT / GridSampleT in "train" mode (3.1), also used for validation (11.1.7).
@@ -326,8 +357,7 @@ def grid_sample_train(scene: Scene, g: torch.Generator, grid_size: float = 0.02,
     inverse = torch.empty_like(inverse_sorted)
     inverse[order] = inverse_sorted  # (N,) voxel of every point
     start = torch.cumsum(counts, 0) - counts  # (M,) first sorted position of each voxel
-    r = torch.randint(int(counts.max()), counts.shape, generator=g, device=g.device)
-    pick = order[start + r % counts]  # (M,) representative point of each voxel
+    pick = order[start + _below(counts, g)]  # (M,) representative point of each voxel
     for k in ("coord", "color", "segment", "instance"):
         if k in scene:
             scene[k] = scene[k][pick]

@@ -135,13 +135,14 @@ def read_label_tsv(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
 # --- Training targets (REFERENCE_SPEC 2.3) -------------------------------------------------------------
 
 
-def train_labels(segment: torch.Tensor, num_classes_total: int, stuff_classes: tuple[int, ...]
-                 ) -> torch.Tensor:
+def train_labels(segment: torch.Tensor, num_classes_total: int, stuff_classes: tuple[int, ...],
+                 check: bool = True) -> torch.Tensor:
     """Raw semantic labels (N,) -> train labels (N,) int64: thing classes 0..C-1, stuff and -1 -> -1.
 
     A thing class gets its rank among the non-stuff classes in ascending order. With stuff (0, 1)
     this is the reference's ``shift`` of spec 2.3; with ScanNet200's stuff (0, 2) it equals the
-    reference's chair/floor swap followed by the same shift.
+    reference's chair/floor swap followed by the same shift. ``check=False``: the caller has checked
+    the label range itself (on a GPU each check is a host round trip).
     """
     import torch
     if segment.dtype.is_floating_point or segment.dtype == torch.bool:
@@ -149,19 +150,29 @@ def train_labels(segment: torch.Tensor, num_classes_total: int, stuff_classes: t
     if any(not 0 <= s < num_classes_total for s in stuff_classes):
         raise ValueError(f"stuff_classes: expected values in 0..{num_classes_total - 1}, got {stuff_classes}")
     segment = segment.long()
-    if segment.numel() and (segment.min() < -1 or segment.max() >= num_classes_total):
+    if check and bool(labels_out_of_range(segment, num_classes_total).any()):
         raise ValueError(f"segment: expected labels in -1..{num_classes_total - 1}, got values in "
                          f"{int(segment.min())}..{int(segment.max())}")
-    # Lookup table indexed by raw label + 1 (slot 0 is the unlabelled -1).
-    table = torch.full((num_classes_total + 1,), -1, dtype=torch.long, device=segment.device)
+    # Lookup table indexed by raw label + 1 (slot 0 is the unlabelled -1), built on the host and copied
+    # without waiting for the device.
+    table = torch.full((num_classes_total + 1,), -1, dtype=torch.long)
     things = [c for c in range(num_classes_total) if c not in set(stuff_classes)]
-    table[torch.tensor(things, dtype=torch.long, device=segment.device) + 1] = torch.arange(
-        len(things), device=segment.device)
-    return table[segment + 1]
+    table[torch.tensor(things, dtype=torch.long) + 1] = torch.arange(len(things))
+    return table.to(segment.device, non_blocking=True)[segment + 1]
+
+
+def labels_out_of_range(segment: torch.Tensor, num_classes_total: int) -> torch.Tensor:
+    """() bool on the device: does ``segment`` hold a label outside -1..num_classes_total-1?"""
+    return ((segment < -1) | (segment >= num_classes_total)).any()
 
 
 def compact_instances(instance: torch.Tensor, train_label: torch.Tensor) -> torch.Tensor:
     """Instance ids (N,) -> 0..G-1 over points with a train label, -1 elsewhere (spec 2.3), int64."""
+    return compact_instances_counted(instance, train_label)[0]
+
+
+def compact_instances_counted(instance: torch.Tensor, train_label: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """:func:`compact_instances` and the instance count G, with one host round trip on a GPU (the unique)."""
     import torch
     if instance.shape != train_label.shape:
         raise ValueError(f"instance: expected the shape of train_label {tuple(train_label.shape)}, "
@@ -169,7 +180,9 @@ def compact_instances(instance: torch.Tensor, train_label: torch.Tensor) -> torc
     instance = instance.long()
     # Deliberately differs from the reference: a labelled point with instance -1 stays -1 (not id 0).
     keep = (train_label != -1) & (instance != -1)
-    out = torch.full_like(instance, -1)
-    _, rank = torch.unique(instance[keep], sorted=True, return_inverse=True)
-    out[keep] = rank
-    return out
+    # Points left out get a sentinel below every id, and one sentinel is always appended, so it is the
+    # first unique value: ranks 1..G are the instances, without a data-dependent boolean index.
+    sentinel = torch.full((1,), torch.iinfo(torch.int64).min, dtype=torch.long, device=instance.device)
+    values, rank = torch.unique(torch.cat([torch.where(keep, instance, sentinel), sentinel]), sorted=True,
+                                return_inverse=True)
+    return torch.where(keep, rank[:-1] - 1, -1), len(values) - 1

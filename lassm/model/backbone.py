@@ -27,21 +27,24 @@ from ..sparse import (
 )
 
 
-def batch_ids(offset: torch.Tensor) -> torch.Tensor:
-    """(N,) scene index of every row of a packed batch with cumulative ``offset`` (B,)."""
-    counts = torch.diff(offset, prepend=offset.new_zeros(1))
-    if bool((counts <= 0).any()):
-        raise ValueError(f"offset: every scene needs at least one voxel; cumulative offsets "
-                         f"{offset.tolist()}")
-    return torch.repeat_interleave(torch.arange(len(offset), device=offset.device), counts)
+def batch_ids(offset: torch.Tensor, ends: list[int] | None = None) -> torch.Tensor:
+    """(N,) scene index of every row of a packed batch with cumulative ``offset`` (B,); ``ends``: the
+    same offsets already on the host (then no host round trip)."""
+    ends = offset.tolist() if ends is None else ends
+    counts = [e - s for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    if any(c <= 0 for c in counts):
+        raise ValueError(f"offset: every scene needs at least one voxel; cumulative offsets {ends}")
+    return torch.repeat_interleave(torch.arange(len(offset), device=offset.device),
+                                   torch.diff(offset, prepend=offset.new_zeros(1)), output_size=ends[-1])
 
 
 def _voxels(feat, grid_coord, offset, spatial_shape, backend) -> SparseTensor:
-    if grid_coord.shape[0] != int(offset[-1]):
-        raise ValueError(f"offset: last entry {int(offset[-1])} != number of voxels {grid_coord.shape[0]}")
+    ends = offset.tolist()  # the one host copy of the offsets
+    if grid_coord.shape[0] != ends[-1]:
+        raise ValueError(f"offset: last entry {ends[-1]} != number of voxels {grid_coord.shape[0]}")
     if grid_coord.dim() != 2 or grid_coord.shape[1] != 3:
         raise ValueError(f"grid_coord: expected shape (N, 3), got {tuple(grid_coord.shape)}")
-    coords = torch.cat([batch_ids(offset).view(-1, 1).to(grid_coord.dtype), grid_coord], 1)
+    coords = torch.cat([batch_ids(offset, ends).view(-1, 1).to(grid_coord.dtype), grid_coord], 1)
     return SparseTensor.from_voxels(feat, coords, spatial_shape, len(offset), backend)
 
 

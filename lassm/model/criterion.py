@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..config import CriterionConfig
-from ..data.labels import compact_instances, train_labels
+from ..data.labels import compact_instances_counted, labels_out_of_range, train_labels
 from .decoder import Stage
 from .stages import MATCHING
 from .stages import stage as timed_stage
@@ -57,38 +57,43 @@ def build_targets(instance: torch.Tensor, segment: torch.Tensor, coord: torch.Te
     if n_pt == 0:
         raise ValueError("segment: expected a scene with at least one point, got 0")
     superpoint = superpoint.long()
-    if superpoint.min() < 0 or superpoint.max() >= num_sp:
-        raise ValueError(f"superpoint: expected compact ids in 0..{num_sp - 1}, got "
-                         f"{int(superpoint.min())}..{int(superpoint.max())}")
     num_things = num_classes_total - len(set(stuff_classes))
     if num_classes != num_things:
         raise ValueError(f"num_classes: expected {num_things} (num_classes_total {num_classes_total} minus "
                          f"{len(set(stuff_classes))} stuff classes), got {num_classes}")
+    # Both input checks in one host round trip (on a GPU every check is one).
+    bad_superpoint = (superpoint < 0).any() | (superpoint >= num_sp).any()
+    if bool(bad_superpoint | labels_out_of_range(segment.long(), num_classes_total)):
+        if bool(bad_superpoint):
+            raise ValueError(f"superpoint: expected compact ids in 0..{num_sp - 1}, got "
+                             f"{int(superpoint.min())}..{int(superpoint.max())}")
+        train_labels(segment, num_classes_total, stuff_classes)  # raises, naming the labels
     device = segment.device
-    label = train_labels(segment, num_classes_total, stuff_classes)  # (N_pt,) -1 = background
+    label = train_labels(segment, num_classes_total, stuff_classes, check=False)  # (N_pt,) -1 = background
     # The instance list is the compacted ids 0..G-1; the reference's "drop the first unique id" is not copied.
-    inst = compact_instances(instance, label)  # (N_pt,) -1 = none
-    num_inst = int(inst.max()) + 1 if (inst >= 0).any() else 0
+    inst, num_inst = compact_instances_counted(instance, label)  # (N_pt,) -1 = none
     sp_size = _count(superpoint, num_sp)  # (S,) points per superpoint (all points, ignored ones included)
+    # Points of no instance go to an extra row G that is dropped: no data-dependent boolean indexing
+    # (a host round trip on a GPU).
+    row = torch.where(inst >= 0, inst, num_inst)  # (N_pt,) 0..G
 
     # Instance masks: an instance covers strictly more than half of the superpoint's points.
-    valid = inst >= 0
-    inst_v, sp_v = inst[valid], superpoint[valid]
-    cover = _count(inst_v * num_sp + sp_v, num_inst * num_sp).view(num_inst, num_sp)  # (G, S)
+    cover = _count(row * num_sp + superpoint, (num_inst + 1) * num_sp).view(num_inst + 1, num_sp)[:num_inst]
     masks = 2 * cover > sp_size  # (G, S); integer form of cover / size > 0.5
 
     # GT label = train label of the instance's lowest-index point.
-    point_idx = torch.arange(n_pt, device=device)[valid]
-    first = torch.full((num_inst,), n_pt, dtype=torch.long, device=device).scatter_reduce(
-        0, inst_v, point_idx, reduce="amin")
+    point_idx = torch.arange(n_pt, device=device)
+    first = torch.full((num_inst + 1,), n_pt, dtype=torch.long, device=device).scatter_reduce(
+        0, row, point_idx, reduce="amin")[:num_inst]
     labels = label[first]  # (G,)
 
     # Centres: middle of each instance's axis-aligned box, normalised by the scene's point range.
     coord = coord.float()
-    pts = coord[valid]  # (N_valid, 3)
-    index3 = inst_v[:, None].expand(-1, 3)
-    hi_inst = torch.full((num_inst, 3), -torch.inf, device=device).scatter_reduce(0, index3, pts, "amax")
-    lo_inst = torch.full((num_inst, 3), torch.inf, device=device).scatter_reduce(0, index3, pts, "amin")
+    index3 = row[:, None].expand(-1, 3)
+    hi_inst = torch.full((num_inst + 1, 3), -torch.inf, device=device).scatter_reduce(
+        0, index3, coord, "amax")[:num_inst]
+    lo_inst = torch.full((num_inst + 1, 3), torch.inf, device=device).scatter_reduce(
+        0, index3, coord, "amin")[:num_inst]
     lo, hi = coord.min(0).values, coord.max(0).values  # (3,)
     # The reference has no epsilon; the clamp only guards a flat scene axis.
     centres = ((hi_inst + lo_inst) / 2 - lo) / (hi - lo).clamp_min(1e-12)  # (G, 3)
@@ -181,9 +186,9 @@ def match_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: Crite
 
 def _class_weight(num_logits: int, cfg: CriterionConfig, device: torch.device) -> torch.Tensor:
     """[1] * C + [no_object_weight]: background is the last logit (spec 7)."""
-    weight = torch.ones(num_logits, device=device)
-    weight[-1] = cfg.no_object_weight
-    return weight
+    # built from fills on the device: writing a host number into a device tensor waits for the GPU
+    return torch.cat([torch.ones(num_logits - 1, device=device),
+                      torch.full((1,), cfg.no_object_weight, device=device)])
 
 
 def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfig, final: bool,
@@ -236,6 +241,17 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
     return {"cls": cls, "bce": bce, "dice": dice, "box": box, "loss": loss}, indices
 
 
+def superpoint_ce(logits: torch.Tensor, sp_labels: torch.Tensor, cfg: CriterionConfig) -> torch.Tensor:
+    """Weighted cross-entropy of one scene's superpoint logits (S, C+1) against ``sp_labels`` (S,), IGNORE
+    left out: sum of w[y] CE / sum of w[y] (torch's weighted mean), and 0 (still reaching the logits)
+    where every superpoint is ignored, with no host round trip to find out which case it is."""
+    logits = logits.float()
+    weight = _class_weight(logits.shape[1], cfg, logits.device)
+    terms = F.cross_entropy(logits, sp_labels, weight=weight, ignore_index=IGNORE, reduction="none")  # (S,)
+    counted = torch.where(sp_labels == IGNORE, 0.0, weight[sp_labels.clamp_min(0)])  # (S,) w[y], 0 if ignored
+    return terms.sum() / counted.sum().clamp_min(torch.finfo(torch.float32).tiny)
+
+
 def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[InstanceTargets],
               cfg: CriterionConfig) -> dict[str, torch.Tensor]:
     """Total training loss (spec 7.2-7.4): final stage + auxiliary stages + weight_sp x superpoint CE.
@@ -254,15 +270,8 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
         aux, _ = stage_loss(stage, targets, cfg, final=False, indices=matched[k if cfg.iter_matcher else -1])
         total = total + aux["loss"]
 
-    sp_terms = []
-    for logits, tgt in zip(sp_seg, targets, strict=True):
-        logits = logits.float()  # (S, C+1)
-        if (tgt.sp_labels == IGNORE).all():  # weighted mean over nothing would be NaN
-            sp_terms.append(logits.sum() * 0.0)
-            continue
-        weight = _class_weight(logits.shape[1], cfg, logits.device)
-        sp_terms.append(F.cross_entropy(logits, tgt.sp_labels, weight=weight, ignore_index=IGNORE))
-    loss_sp = torch.stack(sp_terms).mean()
+    loss_sp = torch.stack([superpoint_ce(logits, tgt.sp_labels, cfg)
+                           for logits, tgt in zip(sp_seg, targets, strict=True)]).mean()
     total = total + cfg.weight_sp * loss_sp
     return {"loss_cls": final["cls"], "loss_mask": final["bce"], "loss_dice": final["dice"],
             "loss_score": torch.zeros((), device=total.device), "loss_bbox": final["box"],

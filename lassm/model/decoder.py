@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import DecoderConfig
 from .sampling import farthest_point_sampling, knn_batched
-from .serialize import batched_orders
+from .serialize import batched_orders, table_only
 from .ssm import Mamba2Mixer
 from .stages import LAYERS_GRAPH, QUERY_INIT, layer_stage, stage
 
@@ -399,7 +399,13 @@ class LaSSMDecoder(nn.Module):
             with stage(LAYERS_GRAPH):
                 batched = graphed_layers(self, prepared)
         if batched is None:
-            batched = self.run_layers(prepared)
+            # The curve tables serve every scene up to TABLE_DEPTH bits per axis without a host round trip
+            # per layer; a device flag says whether some scene was deeper (or its positions not finite),
+            # and then the layers run again on the exact path, which handles or reports it.
+            with table_only() as deeper:
+                batched = self.run_layers(prepared)
+            if deeper and bool(torch.stack(deeper).any()):
+                batched = self.run_layers(prepared)
         scenes = list(enumerate(zip(prepared.counts, prepared.sizes, strict=True)))  # padding cut off
         stages = [Stage([logits[b, :q] for b, (q, _) in scenes], [masks[b, :q, :s] for b, (q, s) in scenes],
                         [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes])

@@ -51,21 +51,29 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.
     """Mean of the rows of ``values`` (N, C) per index (N,) -> (size, C), accumulated in float32."""
     sums = torch.zeros(size, values.shape[1], dtype=torch.float32, device=values.device)
     sums.index_add_(0, index, values.float())
-    counts = torch.bincount(index, minlength=size).clamp_min(1)  # (size,)
+    # counted with index_add_: a CUDA bincount with minlength waits for the device to size its output
+    counts = torch.zeros(size, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index)).clamp_min(1)  # (size,)
     return sums / counts[:, None]
 
 
-def _bounds(offset: torch.Tensor, name: str) -> list[tuple[int, int]]:
-    ends = offset.tolist()
+def _bounds(ends: list[int], name: str) -> list[tuple[int, int]]:
     starts = [0, *ends[:-1]]
     if any(e < s for s, e in zip(starts, ends, strict=True)):
         raise ValueError(f"{name}: expected non-decreasing cumulative counts, got {ends}")
     return list(zip(starts, ends, strict=True))
 
 
-def scene_bounds(batch: dict) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Per scene ((first voxel, end), (first point, end)), checked: every scene has points."""
-    voxels, points = _bounds(batch["offset"], "offset"), _bounds(batch["origin_offset"], "origin_offset")
+Bounds = list[tuple[tuple[int, int], tuple[int, int]]]
+
+
+def scene_bounds(batch: dict) -> Bounds:
+    """Per scene ((first voxel, end), (first point, end)), checked: every scene has points. Both offset
+    tensors reach the host in one copy."""
+    offset, origin = batch["offset"], batch["origin_offset"]
+    ends = torch.cat([offset.reshape(-1), origin.reshape(-1).to(offset.device)]).tolist()
+    voxels = _bounds(ends[:offset.numel()], "offset")
+    points = _bounds(ends[offset.numel():], "origin_offset")
     if len(voxels) != len(points):
         raise ValueError(f"offset and origin_offset: expected one entry per scene each, got "
                          f"{len(voxels)} and {len(points)}")
@@ -84,25 +92,35 @@ class LaSSM(nn.Module):
 
     # -------------------------------------------------------------------------- pooling
 
-    def pool(self, feats: torch.Tensor, batch: dict) -> tuple[list, list, list[Scene]]:
+    def pool(self, feats: torch.Tensor, batch: dict, bounds: Bounds | None = None
+             ) -> tuple[list, list, list[Scene]]:
         """Superpoint features and centroids per scene (spec 5.1 step 3, 6.1).
 
         Both are means over the POINTS of a superpoint of their voxel's feature / coordinate, so a
-        voxel counts as often as the superpoint's points that fall in it.
+        voxel counts as often as the superpoint's points that fall in it. ``bounds``: the batch's
+        :func:`scene_bounds`, when the caller has them.
         """
-        sp_feats, sp_coords, scenes = [], [], []
-        for b, ((v0, v1), (p0, p1)) in enumerate(scene_bounds(batch)):
+        bounds = scene_bounds(batch) if bounds is None else bounds
+        sp_feats, sp_coords, scenes, bad = [], [], [], []
+        for (v0, v1), (p0, p1) in bounds:
             inverse = batch["inverse"][p0:p1].long()  # (N_pt,) voxel of each point
-            if int(inverse.min()) < 0 or int(inverse.max()) >= v1 - v0:
-                raise ValueError(f"inverse: scene {b} indexes voxels outside 0..{v1 - v0 - 1}")
             coord = batch["origin_coord"][p0:p1]
-            if not torch.isfinite(coord).all() or not torch.isfinite(batch["coord"][v0:v1]).all():
-                raise ValueError(f"coord: scene {b} has NaN or infinite coordinates")
-            _, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
-            num_sp = int(superpoint.max()) + 1
-            sp_feats.append(scatter_mean(feats[v0:v1][inverse], superpoint, num_sp).to(feats.dtype))
-            sp_coords.append(scatter_mean(batch["coord"][v0:v1][inverse], superpoint, num_sp))
+            # the input checks stay on the device; one host round trip for the batch below
+            bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(),
+                                    ~torch.isfinite(coord).all() | ~torch.isfinite(batch["coord"][v0:v1]).all()]))
+            ids, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
+            num_sp = len(ids)
+            sp_feats.append(scatter_mean(feats[v0:v1][inverse.clamp(0, v1 - v0 - 1)], superpoint, num_sp
+                                         ).to(feats.dtype))
+            sp_coords.append(scatter_mean(batch["coord"][v0:v1][inverse.clamp(0, v1 - v0 - 1)], superpoint,
+                                          num_sp))
             scenes.append(Scene(superpoint, num_sp, coord, (coord.min(0).values, coord.max(0).values)))
+        flags = torch.stack(bad).tolist()  # (B, 2): bad inverse, non-finite coordinates
+        for b, ((v0, v1), _) in enumerate(bounds):
+            if flags[b][0]:
+                raise ValueError(f"inverse: scene {b} indexes voxels outside 0..{v1 - v0 - 1}")
+            if flags[b][1]:
+                raise ValueError(f"coord: scene {b} has NaN or infinite coordinates")
         return sp_feats, sp_coords, scenes
 
     # -------------------------------------------------------------------------- forward
@@ -111,29 +129,31 @@ class LaSSM(nn.Module):
         missing = [k for k in REQUIRED_KEYS if k not in batch]
         if missing:
             raise ValueError(f"batch: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
-        scene_bounds(batch)  # clear errors before the backbone sees an empty scene
+        bounds = scene_bounds(batch)  # clear errors before the backbone sees an empty scene
         with stage(BACKBONE):
             feats = self.backbone(batch["feat"], batch["grid_coord"], batch["offset"])  # (sum N_vx, F)
-        return self.decode(feats, batch)
+        return self.decode(feats, batch, bounds)
 
-    def decode(self, feats: torch.Tensor, batch: dict) -> ModelOutput:
+    def decode(self, feats: torch.Tensor, batch: dict, bounds: Bounds | None = None) -> ModelOutput:
         """Everything after the backbone: pooling, decoder and, with labels in the batch, the losses."""
+        bounds = scene_bounds(batch) if bounds is None else bounds
         with stage(POOLING):
-            sp_feats, sp_coords, scenes = self.pool(feats, batch)
+            sp_feats, sp_coords, scenes = self.pool(feats, batch, bounds)
         out = self.decoder(sp_feats, sp_coords, [s.point_range for s in scenes])
         losses = None
         if "origin_instance" in batch and "origin_segment" in batch:
             with stage(TARGETS):
-                targets = self.targets(batch, scenes)
+                targets = self.targets(batch, scenes, bounds)
             with stage(LOSSES):
                 losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion)
         return ModelOutput(out, scenes, losses)
 
-    def targets(self, batch: dict, scenes: list[Scene]) -> list:
+    def targets(self, batch: dict, scenes: list[Scene], bounds: Bounds | None = None) -> list:
         """Per-scene instance targets on superpoints (spec 5.2)."""
         cfg = self.cfg
         out = []
-        for (p0, p1), scene in zip(_bounds(batch["origin_offset"], "origin_offset"), scenes, strict=True):
+        bounds = scene_bounds(batch) if bounds is None else bounds
+        for (_, (p0, p1)), scene in zip(bounds, scenes, strict=True):
             out.append(build_targets(
                 batch["origin_instance"][p0:p1], batch["origin_segment"][p0:p1], scene.coord,
                 scene.superpoint, scene.num_superpoints, cfg.num_classes, cfg.stuff_classes,

@@ -186,5 +186,6 @@ def point_semantics(sp_seg: torch.Tensor, superpoint: torch.Tensor, stuff_classe
         raise ValueError(f"stuff_classes: expected labels in 0..{total - 1} (C = {num_classes} instance "
                          f"classes plus {len(stuff)} stuff classes), got {tuple(stuff_classes)}")
     things = [c for c in range(total) if c not in stuff]  # train label k -> dataset label things[k]
-    table = torch.tensor([*things, -1], dtype=torch.int64, device=sp_seg.device)  # (C+1,) background -> -1
+    # (C+1,) background -> -1; built on the host, copied without waiting for the device
+    table = torch.tensor([*things, -1], dtype=torch.int64).to(sp_seg.device, non_blocking=True)
     return table[sp_seg.argmax(dim=1)][superpoint.long()]  # (S,) classes -> (N_pt,) labels

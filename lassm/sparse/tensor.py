@@ -86,7 +86,7 @@ class SparseTensor:
             raise ValueError("coords: empty batch (no voxels)")
         if feats.device != coords.device:
             raise ValueError(f"feats on {feats.device} but coords on {coords.device}")
-        lo, hi = coords.min(0).values.tolist(), coords.max(0).values.tolist()
+        lo, hi = torch.stack([coords.min(0).values, coords.max(0).values]).tolist()  # one host copy
         if max(hi) >= 2**31:
             raise ValueError(_too_large(f"coordinate maximum {hi[1:]} (batch id {hi[0]}) does not fit int32",
                                         hi[1:], voxel_size))
@@ -113,14 +113,17 @@ class SparseTensor:
         if found_batches > batch_size:
             raise ValueError(f"coords: batch id {hi[0]} but batch_size is {batch_size}")
         if check:
-            counts = torch.bincount(coords[:, 0].long(), minlength=batch_size)
-            if bool((counts == 0).any()):
+            # scenes without voxels and duplicate voxels, found on the device, reported in one host round trip
+            counts = torch.zeros(batch_size, dtype=torch.long, device=coords.device).index_add_(
+                0, coords[:, 0].long(), torch.ones_like(coords[:, 0], dtype=torch.long))
+            keys = torch.sort(linear_keys(coords, spatial_shape)).values
+            dup = keys[1:] == keys[:-1]
+            empty_scene, duplicate = torch.stack([(counts == 0).any(), dup.any()]).tolist()
+            if empty_scene:
                 empty = torch.nonzero(counts == 0).flatten().tolist()
                 raise ValueError(f"coords: scene(s) {empty} of the batch have no voxels "
                                  "(empty batch entries)")
-            keys = torch.sort(linear_keys(coords, spatial_shape)).values
-            dup = keys[1:] == keys[:-1]
-            if bool(dup.any()):
+            if duplicate:
                 first = keys[1:][dup][0]
                 example = unravel_keys(first.view(1), spatial_shape)[0].tolist()
                 raise ValueError(f"coords: {int(dup.sum())} duplicate voxel(s), e.g. {example}; "

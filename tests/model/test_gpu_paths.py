@@ -108,3 +108,44 @@ def test_cuda_graph_layers_match_op_by_op(t_layer, amp):
                 for x, y in zip(getattr(a, field), getattr(b, field), strict=True):
                     assert x.shape == y.shape and rel(x.float(), y.float()) < (2e-2 if amp else 1e-4), field
     assert len(graphs._CACHE[dec]) >= 2
+
+
+@cuda
+def test_training_losses_on_the_gpu_match_the_cpu():
+    """The whole training forward (backbone, pooling, decoder with its curve tables, targets, matching, losses)
+    on a GPU equals the CPU's on the same packed batch, and backward leaves no parameter without a gradient."""
+    from test_lassm import blob_scene, pack, small_model  # the same directory (pytest puts it on the path)
+
+    batch = pack([blob_scene(40, seed=1), blob_scene(25, seed=2), blob_scene(30, seed=3, instances=False)])
+    model = small_model()
+    cpu = model(batch).losses
+    model.cuda()
+    gpu = model({k: v.cuda() for k, v in batch.items()}).losses
+    gpu["loss"].backward()
+    for key, value in cpu.items():
+        assert float(gpu[key]) == pytest.approx(float(value), rel=1e-3, abs=1e-5), key
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@cuda
+def test_training_augmentation_on_the_gpu_repeats_and_picks_points_of_each_voxel():
+    """The training pipeline on a GPU (host draws from the generator's companion, voxel representatives from
+    U(0, 1) x count) gives the same batch for the same step seed and another for another seed; the
+    representative of a voxel of n points is one of its n, each of them possible."""
+    from lassm import augment
+    from lassm.config import augment_preset
+    from lassm.inference import step_generator
+    from test_lassm import blob_scene
+
+    scene = {k: torch.as_tensor(v).cuda() for k, v in blob_scene(40, seed=4).items()}
+    scene["color"] = scene["color"].float()
+    pipeline = augment.train_pipeline(augment_preset("synthetic"))
+    device = torch.device("cuda")
+    runs = [pipeline(dict(scene), step_generator(0, 0, s, 0, device)) for s in (3, 3, 4)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not torch.equal(runs[0]["grid_coord"], runs[2]["grid_coord"]) or \
+        not torch.equal(runs[0]["feat"], runs[2]["feat"])
+    counts = torch.tensor([1, 2, 3, 7, 1000], device="cuda").repeat(2000)  # (10000,)
+    picks = augment._below(counts, step_generator(0, 0, 5, 0, device))
+    assert bool(((picks >= 0) & (picks < counts)).all())
+    assert torch.equal(torch.unique(picks[counts == 7]).cpu(), torch.arange(7))  # every point can be picked
