@@ -53,10 +53,9 @@ def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape or (1,), generator=g, device=g.device)
 
 
-# A GPU generator's host-side companion for the draws the host needs (whether a transform happens, an
-# angle, a scale): reading a number drawn on the GPU waits for the GPU, a dozen times per scene. The
-# companion is seeded from the GPU generator's seed (known on the host), so a step's augmentation stays a
-# function of its seed. A CPU generator draws everything itself, as before (the CPU stream is unchanged).
+# A GPU generator's host-side companion for the draws the host needs (does a transform happen, an angle):
+# reading a number drawn on the GPU waits for it. Seeded from the GPU generator's seed, so a step's
+# augmentation stays a function of its seed; a CPU generator draws everything itself, as before.
 _HOST_DRAWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -82,7 +82,8 @@ def pack_scenes(scenes: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
     for key, counted in (("offset", "coord"), ("origin_offset", "origin_coord")):
         if counted in batch:
             # counted on the host, copied without waiting for the device
-            counts = torch.tensor([len(s[counted]) for s in scenes]).to(batch[counted].device, non_blocking=True)
+            counts = torch.tensor([len(s[counted]) for s in scenes])
+            counts = counts.to(batch[counted].device, non_blocking=True)
             batch[key] = torch.cumsum(counts, 0)
     return batch
 

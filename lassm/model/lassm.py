@@ -106,8 +106,8 @@ class LaSSM(nn.Module):
             inverse = batch["inverse"][p0:p1].long()  # (N_pt,) voxel of each point
             coord = batch["origin_coord"][p0:p1]
             # the input checks stay on the device; one host round trip for the batch below
-            bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(),
-                                    ~torch.isfinite(coord).all() | ~torch.isfinite(batch["coord"][v0:v1]).all()]))
+            finite = torch.isfinite(coord).all() & torch.isfinite(batch["coord"][v0:v1]).all()
+            bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(), ~finite]))
             ids, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
             num_sp = len(ids)
             sp_feats.append(scatter_mean(feats[v0:v1][inverse.clamp(0, v1 - v0 - 1)], superpoint, num_sp

@@ -112,8 +112,8 @@ def test_cuda_graph_layers_match_op_by_op(t_layer, amp):
 
 @cuda
 def test_training_losses_on_the_gpu_match_the_cpu():
-    """The whole training forward (backbone, pooling, decoder with its curve tables, targets, matching, losses)
-    on a GPU equals the CPU's on the same packed batch, and backward leaves no parameter without a gradient."""
+    """The whole training forward (backbone, pooling, decoder with its curve tables, targets, matching,
+    losses) on a GPU equals the CPU's on the same packed batch; backward reaches every parameter."""
     from test_lassm import blob_scene, pack, small_model  # the same directory (pytest puts it on the path)
 
     batch = pack([blob_scene(40, seed=1), blob_scene(25, seed=2), blob_scene(30, seed=3, instances=False)])
@@ -132,10 +132,11 @@ def test_training_augmentation_on_the_gpu_repeats_and_picks_points_of_each_voxel
     """The training pipeline on a GPU (host draws from the generator's companion, voxel representatives from
     U(0, 1) x count) gives the same batch for the same step seed and another for another seed; the
     representative of a voxel of n points is one of its n, each of them possible."""
+    from test_lassm import blob_scene
+
     from lassm import augment
     from lassm.config import augment_preset
     from lassm.inference import step_generator
-    from test_lassm import blob_scene
 
     scene = {k: torch.as_tensor(v).cuda() for k, v in blob_scene(40, seed=4).items()}
     scene["color"] = scene["color"].float()
