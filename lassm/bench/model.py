@@ -37,7 +37,7 @@ import torch
 from .. import augment
 from ..data.batch import scene_tensors
 from ..inference import prepare_input, step_generator
-from ..model.stages import TO_DEVICE, VOXELISE, stage, stage_names
+from ..model.stages import POSTPROCESS, TO_DEVICE, VOXELISE, stage, stage_names
 from ..runtime import amp_dtype
 from ..train import load_batch, make_optimizer, train_step
 from .scenes import bench_tensors, scaled_scene
@@ -165,6 +165,8 @@ def inference_fn(model, cfg, scene: dict, device: torch.device, dtype: torch.dty
             batch = prepare_input(on_device, cfg, device)
         with _autocast(device, dtype):
             out[:] = model.predict(batch)
+        with stage(POSTPROCESS):  # predict keeps superpoint masks; expand them here, as every consumer does
+            _ = [pred.masks for pred in out]  # (K, N) bool per scene, cached on the prediction
 
     return infer, out
 

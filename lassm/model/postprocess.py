@@ -6,11 +6,12 @@ pair is a candidate scored by its class probability times the query's mask quali
 superpoint masks are projected to points and thresholded. Two deliberate differences, each a one-line
 comment where it happens: top-k is clipped to Q x C (spec 11.2.5) and the linear NMS kernel's
 denominator is clamped at `eps` (spec 11.2.6; `PostprocessConfig.nms_eps = 0.0` restores it).
+The projection itself is deferred, a faster equivalent: thresholding a superpoint's probability decides
+all its points at once, so masks are thresholded and sized per superpoint and a `Prediction` expands the
+kept ones to points only when `masks` is read (the reference gathers k x N_pt floats first).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -74,25 +75,60 @@ def matrix_nms(
     return scores, labels[order], masks[order], keep_inds[order]
 
 
-@dataclass
 class Prediction:
-    """One scene's instances, sorted by score descending (REFERENCE_SPEC 5.3 step 8)."""
+    """One scene's instances, sorted by score descending (REFERENCE_SPEC 5.3 step 8).
+
+    Built by :func:`predict_instances` from superpoint masks (``sp_masks`` and the scene's ``superpoint``
+    ids): the point masks are expanded on the first read of ``masks`` and cached (K x N_pt bools, the kept
+    instances only). Built from point masks (``masks=``), ``sp_masks`` and ``superpoint`` are None.
+    """
 
     scores: torch.Tensor  # (K,) float32
     classes: torch.Tensor  # (K,) int64 train labels 0..C-1
-    masks: torch.Tensor  # (K, N_pt) bool point masks
     queries: torch.Tensor  # (K,) int64 query each instance came from
+    sp_masks: torch.Tensor | None  # (K, S) bool superpoint masks; None when built from point masks
+    superpoint: torch.Tensor | None  # (N_pt,) int64 superpoint id 0..S-1 of every point; None likewise
     # (N_pt,) int64 semantic label of every point (an index of the dataset's class list, stuff included in
     # the numbering), -1 where the superpoint head says background; None where no head output was given
-    semantic: torch.Tensor | None = None
+    semantic: torch.Tensor | None
+
+    def __init__(self, *, scores: torch.Tensor, classes: torch.Tensor, queries: torch.Tensor,
+                 masks: torch.Tensor | None = None, sp_masks: torch.Tensor | None = None,
+                 superpoint: torch.Tensor | None = None, semantic: torch.Tensor | None = None) -> None:
+        """Either ``masks`` (K, N_pt) bool point masks, or ``sp_masks`` (K, S) bool and ``superpoint``
+        (N_pt,) ids; keyword arguments only."""
+        if masks is not None and (sp_masks is not None or superpoint is not None):
+            raise ValueError("masks: give point masks or sp_masks with superpoint, not both")
+        if masks is None and (sp_masks is None or superpoint is None):
+            raise ValueError("sp_masks, superpoint: both are needed when masks (point masks) is not given")
+        if sp_masks is not None and (sp_masks.ndim != 2 or superpoint.ndim != 1):
+            raise ValueError(f"sp_masks, superpoint: expected shapes (K, S) and (N_pt,), got "
+                             f"{tuple(sp_masks.shape)} and {tuple(superpoint.shape)}")
+        self.scores, self.classes, self.queries, self.semantic = scores, classes, queries, semantic
+        self.sp_masks, self.superpoint = sp_masks, superpoint
+        self._masks = masks  # (K, N_pt) point masks; None until `masks` first expands sp_masks
+
+    @property
+    def masks(self) -> torch.Tensor:
+        """(K, N_pt) bool point masks, expanded from the superpoint masks on the first read, then cached."""
+        if self._masks is None:
+            self._masks = self.sp_masks[:, self.superpoint]  # (K, S) -> (K, N_pt) bool gather
+        return self._masks
+
+    def __repr__(self) -> str:
+        num_points = self.superpoint.shape[0] if self._masks is None else self._masks.shape[1]
+        return f"Prediction({len(self.scores)} instances over {num_points} points)"
 
 
-def _empty_prediction(num_points: int, device: torch.device) -> Prediction:
+def _empty_prediction(superpoint: torch.Tensor, num_sp: int) -> Prediction:
+    """No instances over the scene's points (N_pt,) and its S superpoints."""
+    device = superpoint.device
     return Prediction(
         scores=torch.zeros(0, dtype=torch.float32, device=device),
         classes=torch.zeros(0, dtype=torch.int64, device=device),
-        masks=torch.zeros((0, num_points), dtype=torch.bool, device=device),
         queries=torch.zeros(0, dtype=torch.int64, device=device),
+        sp_masks=torch.zeros((0, num_sp), dtype=torch.bool, device=device),
+        superpoint=superpoint.long(),
     )
 
 
@@ -103,7 +139,7 @@ def predict_instances(
     superpoint: torch.Tensor,
     cfg: PostprocessConfig,
 ) -> Prediction:
-    """Scored point-level instances of one scene from its final stage (REFERENCE_SPEC 5.3).
+    """Scored instances of one scene from its final stage (REFERENCE_SPEC 5.3), point masks on demand.
 
     logits: (Q, C+1) class logits with background last; mask_logits: (Q, S) superpoint mask logits;
     superpoint: (N_pt,) compact superpoint ids 0..S-1 of the scene's points. Computed in float32.
@@ -124,12 +160,12 @@ def predict_instances(
             f"superpoint ids must lie in 0..S-1 = 0..{num_sp - 1}, got range "
             f"{int(superpoint.min())}..{int(superpoint.max())}"
         )
+    superpoint = superpoint.long()
     if num_queries == 0 or num_sp == 0:
-        return _empty_prediction(num_points, logits.device)
+        return _empty_prediction(superpoint, num_sp)
 
     logits = logits.float()
     mask_logits = mask_logits.float()
-    superpoint = superpoint.long()
 
     class_scores = logits.softmax(dim=-1)[:, :-1]  # (Q, C) background dropped
     # deliberate (spec 11.2.5): k clipped to Q x C; the reference's top-k crashes when it is larger
@@ -150,15 +186,23 @@ def predict_instances(
         )
         queries = queries[keep]
 
-    point_masks = cand_probs[:, superpoint] > cfg.sp_score_thr  # (k, N_pt)
+    # a point is in a mask when its superpoint's probability is: thresholding per superpoint is the
+    # reference's point-level threshold (cand_probs[:, superpoint] > thr) without the k x N_pt floats
+    sp_masks = cand_probs > cfg.sp_score_thr  # (k, S) bool
 
     keep = scores > cfg.score_thr  # strict, spec 5.3 step 6
-    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
-    keep = point_masks.sum(dim=1) > cfg.npoint_thr  # strict, spec 5.3 step 7
-    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
+    scores, classes, queries, sp_masks = scores[keep], classes[keep], queries[keep], sp_masks[keep]
+    sp_size = torch.bincount(superpoint, minlength=num_sp).double()  # (S,) points per superpoint
+    # points per mask: float64 sums of integer counts are exact (below 2^53 points), and autocast, which
+    # would take float32 matmuls to 16 bits, leaves float64 alone
+    keep = sp_masks.double() @ sp_size > cfg.npoint_thr  # (k,), strict, spec 5.3 step 7
+    scores, classes, queries, sp_masks = scores[keep], classes[keep], queries[keep], sp_masks[keep]
 
-    scores, order = torch.sort(scores, descending=True)  # (K,)
-    return Prediction(scores=scores, classes=classes[order], masks=point_masks[order], queries=queries[order])
+    # (K,) the default, unstable sort as the point-level version had it: stable=True orders equal scores
+    # differently (tests/model/test_postprocess.py)
+    scores, order = torch.sort(scores, descending=True)
+    return Prediction(scores=scores, classes=classes[order], queries=queries[order], sp_masks=sp_masks[order],
+                      superpoint=superpoint)
 
 
 @torch.no_grad()

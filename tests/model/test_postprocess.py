@@ -178,6 +178,123 @@ def test_empty_inputs_and_bad_superpoint():
         predict_instances(torch.zeros(3, 5), torch.zeros(3, 2), torch.tensor([0, 2]), cfg)
 
 
+def point_level_predict(logits, mask_logits, superpoint, cfg):
+    """The point-level post-processing predict_instances replaced (issue 22), as the oracle of its results:
+    every candidate's probabilities gathered to points (k x N_pt floats), thresholded, then filtered."""
+    num_queries, num_classes = logits.shape[0], logits.shape[1] - 1
+    class_scores = logits.float().softmax(dim=-1)[:, :-1]
+    k = min(cfg.topk_insts, num_queries * num_classes)
+    scores, flat_idx = class_scores.flatten().topk(k, sorted=False)
+    classes, queries = flat_idx % num_classes, flat_idx // num_classes
+    cand_logits = mask_logits.float()[queries]
+    cand_probs = cand_logits.sigmoid()
+    positive = (cand_logits > 0).float()
+    quality = (cand_probs * positive).sum(dim=1) / (positive.sum(dim=1) + 1e-6)
+    scores = scores * quality
+    if cfg.nms:
+        scores, classes, cand_probs, keep = matrix_nms(
+            cand_probs, classes, scores, kernel=cfg.nms_kernel, sigma=cfg.nms_sigma, eps=cfg.nms_eps)
+        queries = queries[keep]
+    point_masks = cand_probs[:, superpoint.long()] > cfg.sp_score_thr  # (k, N_pt)
+    keep = scores > cfg.score_thr
+    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
+    keep = point_masks.sum(dim=1) > cfg.npoint_thr
+    scores, classes, queries, point_masks = scores[keep], classes[keep], queries[keep], point_masks[keep]
+    scores, order = torch.sort(scores, descending=True)
+    return scores, classes[order], queries[order], point_masks[order]
+
+
+def tied_scene(seed: int, num_queries: int = 12, num_classes: int = 3, num_sp: int = 9, num_pts: int = 200):
+    """Random logits with repeated query rows (equal candidate scores) and coarse mask logits (equal
+    superpoint probabilities), superpoints of uneven sizes and one superpoint without points."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randint(-2, 3, (num_queries, num_classes + 1), generator=gen).float()  # (Q, C+1)
+    mask_logits = torch.randint(-3, 4, (num_queries, num_sp), generator=gen).float()  # (Q, S)
+    twins = len(logits[1::3])
+    logits[1::3], mask_logits[1::3] = logits[0::3][:twins], mask_logits[0::3][:twins]  # equal scores
+    weights = torch.rand(num_sp, generator=gen) ** 2
+    weights[-1] = 0.0  # an empty superpoint
+    superpoint = torch.multinomial(weights, num_pts, replacement=True, generator=gen)  # (N_pt,)
+    return logits, mask_logits, superpoint
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("nms", [True, False])
+@pytest.mark.parametrize("topk, score_thr, npoint_thr", [
+    (8, 0.0, 20),  # fewer candidates than Q x C
+    (1000, -1.0, -1),  # k clipped to Q x C, nothing filtered
+    (1000, 0.05, 40),  # both filters bite
+    (1000, 0.0, 10_000),  # nothing is left
+    (1000, 0.0, None),  # npoint_thr equal to a candidate's point count
+])
+def test_predict_instances_equals_point_level(seed, nms, topk, score_thr, npoint_thr):
+    logits, mask_logits, superpoint = tied_scene(seed)
+    if npoint_thr is None:
+        masks = point_level_predict(logits, mask_logits, superpoint, PostprocessConfig(npoint_thr=-1))[3]
+        npoint_thr = int(masks.sum(dim=1).median())  # a count some candidate has exactly
+    cfg = PostprocessConfig(topk_insts=topk, score_thr=score_thr, npoint_thr=npoint_thr, nms=nms)
+    pred = predict_instances(logits, mask_logits, superpoint, cfg)
+    scores, classes, queries, masks = point_level_predict(logits, mask_logits, superpoint, cfg)
+    assert torch.equal(pred.scores, scores) and torch.equal(pred.classes, classes)
+    assert torch.equal(pred.queries, queries) and torch.equal(pred.masks, masks)
+    assert pred.masks.shape == (len(scores), len(superpoint)) and pred.masks.dtype == torch.bool
+    if npoint_thr == 10_000:
+        assert len(scores) == 0
+    if topk == 1000 and npoint_thr < 0:
+        assert len(scores) == 12 * 3 and len(set(scores.tolist())) < len(scores)  # every candidate, ties
+
+
+def test_predict_instances_point_counts_exact_under_autocast():
+    """Masks of several hundred points, in a bfloat16 autocast region (the inference benchmark's): the
+    superpoint-level counts must stay exact where a 16-bit matmul would round them."""
+    logits, mask_logits, superpoint = tied_scene(1, num_pts=20_000)
+    masks = point_level_predict(logits, mask_logits, superpoint, PostprocessConfig(npoint_thr=-1))[3]
+    cfg = PostprocessConfig(npoint_thr=int(masks.sum(dim=1).median()))  # a count some candidate has exactly
+    assert cfg.npoint_thr > 1000  # beyond bfloat16's exact integers (256)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = predict_instances(logits, mask_logits, superpoint, cfg)
+        scores, classes, queries, masks = point_level_predict(logits, mask_logits, superpoint, cfg)
+    assert torch.equal(pred.scores, scores) and torch.equal(pred.queries, queries)
+    assert torch.equal(pred.classes, classes) and torch.equal(pred.masks, masks)
+
+
+def test_predict_instances_expands_masks_on_demand():
+    logits, mask_logits, superpoint = tied_scene(0)
+    pred = predict_instances(logits, mask_logits, superpoint, PostprocessConfig(npoint_thr=20))
+    assert pred._masks is None  # no point masks until asked
+    assert pred.sp_masks.shape == (len(pred.scores), mask_logits.shape[1])
+    assert pred.sp_masks.dtype == torch.bool
+    assert torch.equal(pred.superpoint, superpoint) and len(pred.scores) > 0
+    masks = pred.masks
+    assert pred.masks is masks  # cached: expanded once
+    assert torch.equal(masks, pred.sp_masks[:, superpoint])
+    empty = predict_instances(torch.zeros(0, 4), torch.zeros(0, 9), superpoint, PostprocessConfig())
+    assert empty._masks is None and empty.sp_masks.shape == (0, 9) and empty.masks.shape == (0, 200)
+
+
+def test_prediction_constructor_forms():
+    scores, classes, queries = torch.tensor([0.9, 0.5]), torch.tensor([1, 0]), torch.tensor([3, 4])
+    point_masks = torch.tensor([[True, False, True], [False, True, False]])
+    pred = Prediction(scores=scores, classes=classes, masks=point_masks, queries=queries)
+    assert pred.masks is point_masks and pred.sp_masks is None and pred.superpoint is None
+    assert pred.semantic is None and repr(pred) == "Prediction(2 instances over 3 points)"
+    pred.semantic = torch.tensor([0, -1, 2])  # LaSSM.predict sets it after post-processing
+    sp_masks, superpoint = torch.tensor([[True, False], [False, True]]), torch.tensor([0, 1, 0])
+    pred = Prediction(scores=scores, classes=classes, queries=queries, sp_masks=sp_masks,
+                      superpoint=superpoint)
+    assert torch.equal(pred.masks, point_masks) and repr(pred) == "Prediction(2 instances over 3 points)"
+    with pytest.raises(ValueError, match="masks: give point masks or sp_masks"):
+        Prediction(scores=scores, classes=classes, queries=queries, masks=point_masks, sp_masks=sp_masks,
+                   superpoint=superpoint)
+    with pytest.raises(ValueError, match="sp_masks, superpoint: both"):
+        Prediction(scores=scores, classes=classes, queries=queries, sp_masks=sp_masks)
+    with pytest.raises(ValueError, match="sp_masks, superpoint: expected shapes"):
+        Prediction(scores=scores, classes=classes, queries=queries, sp_masks=sp_masks[0],
+                   superpoint=superpoint)
+    with pytest.raises(TypeError):
+        Prediction(scores, classes, point_masks, queries)  # keyword arguments only
+
+
 @pytest.mark.skipif(not os.path.exists(GOLDEN), reason="golden reference data not available")
 def test_golden_scene0_prediction():
     g = torch.load(GOLDEN, weights_only=False)
