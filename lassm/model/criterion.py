@@ -222,7 +222,8 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
     cls = torch.stack(cls_terms).mean()
     n = len(bce_terms)
     if n == 0:
-        # Zero that still reaches the predictions, so backward works on a batch without ground truth.
+        # Zero that still reaches the predictions, so backward works on a batch without ground truth and
+        # the mask and centre heads keep a gradient: DDP runs without find_unused_parameters (lassm.train).
         zero = sum(p.float().sum() * 0.0 for p in (*stage.masks, *stage.centres))
         bce = dice = box = zero
     else:
@@ -258,7 +259,7 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
     for logits, tgt in zip(sp_seg, targets, strict=True):
         logits = logits.float()  # (S, C+1)
         if (tgt.sp_labels == IGNORE).all():  # weighted mean over nothing would be NaN
-            sp_terms.append(logits.sum() * 0.0)
+            sp_terms.append(logits.sum() * 0.0)  # zero with a gradient (DDP, as above)
             continue
         weight = _class_weight(logits.shape[1], cfg, logits.device)
         sp_terms.append(F.cross_entropy(logits, tgt.sp_labels, weight=weight, ignore_index=IGNORE))
