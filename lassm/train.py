@@ -17,16 +17,22 @@ Distributed mode is read from torchrun's environment (``WORLD_SIZE``, ``RANK``, 
 across nodes use torchrun's usual ``--nnodes``, ``--node_rank`` and ``--rdzv_endpoint`` flags.
 
 A run writes into ``<output_root>/<experiment>/``: ``config.json`` (the resolved config),
-``metrics.jsonl`` (one JSON line per log step and per validation), TensorBoard scalars under
-``tb/``, and the checkpoints ``model_last.pth`` (every epoch) and ``model_best.pth`` (best
-validation AP50; of equal ones the latest), each written atomically; the ``model_last.pth`` a new
-one replaces is kept as ``model_prev.pth``. A rerun with ``train.resume`` continues from
-``model_last.pth`` (from ``model_prev.pth`` when the last one cannot be read): model, optimiser,
-loss scaler, epoch and step. ``train.lock`` marks a folder in use: a second run into it refuses to
-start. All randomness of a step (data order, augmentation) is a function of the seed, the epoch and
-the step, so a resumed run repeats what an uninterrupted one would have done: bit for bit on a CPU
-with one thread (with more threads, and on GPUs, kernels may split reductions differently between
-processes, so the last bits can differ).
+``metrics.jsonl`` (one JSON line per log step, epoch and validation; a log step's line also holds
+``step_seconds``, the mean wall time of the steps since the last one), TensorBoard scalars under
+``tb/``, and the checkpoints ``model_last.pth`` and ``model_best.pth`` (best validation AP50; of equal
+ones the latest), each written atomically; the ``model_last.pth`` a new one replaces is kept as
+``model_prev.pth``. ``model_last.pth`` is written at the end of an epoch once ``train.checkpoint_minutes``
+have passed since it was last written (0: every epoch), and always after a validation and at the end of
+the run. A rerun with ``train.resume`` continues from ``model_last.pth`` (from ``model_prev.pth`` when the
+last one cannot be read): model, optimiser, loss scaler, epoch and step, the epochs after it repeated.
+``train.lock`` marks a folder in use: a second run into it refuses to start. All randomness of a step
+(data order, augmentation) is a function of the seed, the epoch and the step, so a resumed run repeats
+what an uninterrupted one would have done: bit for bit on a CPU with one thread (with more threads, and
+on GPUs, kernels may split reductions differently between processes, so the last bits can differ).
+
+Under DistributedDataParallel every process validates every world-th scene and the scenes' AP
+associations are gathered to all of them (:func:`validate`): the metrics of one process, in a share of
+its time. Losses are summed on the device and copied to the host only to be logged.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -47,9 +52,10 @@ from .cli import dash_values, run_command
 from .config import Config, apply_overrides, preset
 from .config.recipes import weights_hint
 from .data.batch import pack_scenes
-from .data.dataset import SceneDataset, keep_as_list
+from .data.dataset import EpochBatches, SceneDataset, keep_as_list, training_set, validation_set
+from .data.dataset import epoch_steps as epoch_steps  # re-exported: lassm.train.epoch_steps
 from .data.io import atomic_path
-from .evaluate import evaluate_predictions
+from .evaluate import evaluate_matches, prediction_matches
 from .inference import predict_arrays, step_generator
 from .model import LaSSM
 from .model.checkpoint import LoadReport, RunLock, load_initial_weights, plain, restore, save_checkpoint
@@ -82,6 +88,14 @@ def _write_json(path: Path, obj) -> None:
 def to_device(scene: dict, device: torch.device) -> dict:
     """The scene's tensors on the device (the name and other metadata stay behind)."""
     return {k: v.to(device, non_blocking=True) for k, v in scene.items() if torch.is_tensor(v)}
+
+
+def host_values(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors (on the device) as Python floats, in one copy: one host synchronisation, not one per
+    value. Exactly ``v.item()`` of each (float64 holds every float32 and bfloat16 value)."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist(), strict=True))
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -139,50 +153,44 @@ def train_step(ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: t
     return {k: v.detach() for k, v in losses.items()}
 
 
-# ------------------------------------------------------------------------------- data
-
-
-def training_set(cfg: Config) -> torch.utils.data.Dataset:
-    """The training split, with the scenes of ``data.extra_train`` folders joined (repeated
-    ``data.extra_train_loop`` times each)."""
-    data = cfg.data
-    parts = [SceneDataset.for_config(data, data.root, data.train_split, require_labels=True)]
-    for folder in data.extra_train:
-        folder = Path(folder)
-        parts.append(SceneDataset.for_config(data, folder.parent, folder.name, loop=data.extra_train_loop,
-                                             require_labels=True))
-    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
-
-
-def validation_set(cfg: Config) -> SceneDataset:
-    """The validation split (under ``data.val_root`` when set, else ``data.root``)."""
-    data = cfg.data
-    return SceneDataset.for_config(data, data.val_root or data.root, data.val_split, require_labels=True)
-
-
 # ------------------------------------------------------------------------------- validation
 
 
 @torch.no_grad()
-def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device) -> dict:
+def validate(model: LaSSM, dataset: SceneDataset, cfg: Config, device: torch.device, rank: int = 0,
+             world: int = 1) -> dict:
     """Scene by scene (batch 1, like the reference), the ScanNet-protocol AP of section 9.
 
     Each scene goes through :func:`lassm.inference.predict_arrays`, the path that ``predict`` and
-    ``export`` take too.
+    ``export`` take too, and is reduced at once to its association with the ground truth
+    (:func:`lassm.evaluate.prediction_matches`: the predictions are not kept). Under DDP (``world`` > 1,
+    every process calls this) process ``rank`` takes scenes rank, rank + world, ... with rank 0's model
+    (BatchNorm statistics broadcast first: each process keeps its own while training), the associations
+    (a few kB a scene) are gathered to every process and scored in scene order: the metrics of one
+    process validating every scene, bit for bit. ``seconds_per_scene``: the validation's wall time per scene.
     """
     count = len(dataset.scenes)
     if cfg.train.val_max_scenes:
         count = min(count, cfg.train.val_max_scenes)
+    if world > 1:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, 0)
     was_training = model.training
-    predictions, scenes = [], []
     started = time.perf_counter()
-    for i in range(count):
+    mine = []  # (scene index, its association) of this process's scenes
+    for i in range(rank, count, world):
         arrays = to_device(dataset[i], device)
-        predictions.append(predict_arrays(model, cfg, arrays, device))
-        scenes.append({"segment": arrays["segment"].cpu(), "instance": arrays["instance"].cpu()})
+        prediction = predict_arrays(model, cfg, arrays, device)
+        labels = {"segment": arrays["segment"].cpu(), "instance": arrays["instance"].cpu()}
+        mine.append((i, prediction_matches(prediction, labels, cfg.data.class_names, cfg.data.stuff_classes)))
     model.train(was_training)
-    metrics = evaluate_predictions(predictions, scenes, cfg.data.class_names, cfg.data.stuff_classes)
-    metrics["seconds_per_scene"] = (time.perf_counter() - started) / max(count, 1)  # preprocessing + predict
+    if world > 1:
+        parts = [None] * world
+        torch.distributed.all_gather_object(parts, mine)
+        mine = [pair for part in parts for pair in part]
+    matches = [m for _, m in sorted(mine, key=lambda pair: pair[0])]
+    metrics = evaluate_matches(matches, cfg.data.class_names, cfg.data.stuff_classes)
+    metrics["seconds_per_scene"] = (time.perf_counter() - started) / max(count, 1)  # the gather included
     return metrics
 
 
@@ -198,14 +206,6 @@ def run(cfg: Config, trusted: bool = False) -> dict:
     exact = tc.deterministic == "always" or (tc.deterministic == "cpu" and device.type == "cpu")
     with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks for all
         return _run(cfg, rank, world, device, run_dir, trusted)
-
-
-def epoch_steps(scenes: int, tc, world: int = 1) -> int:
-    """Steps of one epoch: ``tc.loop`` passes over ``scenes`` in global batches of ``batch_size x world``,
-    the last partial batch dropped as the reference does (spec 10.4), at most ``tc.steps_per_epoch``
-    (large synthetic sets: an epoch is then a random part of the set); at least one."""
-    steps = max(1, scenes * tc.loop // (tc.batch_size * world))
-    return min(steps, tc.steps_per_epoch) if tc.steps_per_epoch else steps
 
 
 def initialise(model: LaSSM, tc, trusted: bool = False, log=print) -> LoadReport | None:
@@ -238,36 +238,35 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
     autocast_dtype = amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
 
-    last, prev = run_dir / "model_last.pth", run_dir / "model_prev.pth"  # written each epoch, kept one back
+    last, prev = run_dir / "model_last.pth", run_dir / "model_prev.pth"  # the newest state, kept one back
     resumed = tc.resume and restore([last, prev], model, optimizer, scaler, cfg.to_dict()["model"], device,
                                     tidy=rank == 0)
     state = resumed or {"epoch": 0, "step": 0, "best_ap50": -1.0}
     if not resumed:
         initialise(model, tc, trusted, log=print if rank == 0 else None)
+    # Every parameter gets a gradient from every batch, a scene without ground truth too (the zero-weighted
+    # terms of lassm.model.criterion; tests/model/test_lassm.py::test_every_parameter_gets_a_gradient), so
+    # DDP does without the search for unused parameters (an extra traversal of the graph each step).
+    # gradient_as_bucket_view: the gradients are views of the all-reduce buckets, no copy between them.
     ddp = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False, find_unused_parameters=True) if world > 1 else model
+        model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+        find_unused_parameters=False, gradient_as_bucket_view=True) if world > 1 else model
 
     if state["step"] == 0:
         logger.log("run", 0, {"params": sum(p.numel() for p in model.parameters()), "processes": world})
-    per_step = tc.batch_size * world
-    passes = len(train_set) * tc.loop  # an epoch: `loop` passes over the set, shuffled together (spec 10.1)
-    steps_per_epoch = epoch_steps(len(train_set), tc, world)
-    total = tc.epochs * steps_per_epoch
+    sampler = EpochBatches(len(train_set), tc, cfg.seed, rank, world)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=keep_as_list,
+                                         num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
+    total = tc.epochs * sampler.steps
     metrics: dict = {}
     timed_steps, train_seconds = 0, 0.0  # this process's steps and finished epochs' time, for the ETA
+    saved = time.time()  # when model_last.pth was last written (train.checkpoint_minutes), or the run began
     while state["epoch"] < tc.epochs and not (tc.max_steps and state["step"] >= tc.max_steps):
         epoch = state["epoch"]
-        shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the epoch's data order
-        order = torch.randperm(passes, generator=shuffle) % len(train_set)  # loop 1: a permutation of the set
-        if passes < per_step:  # tiny datasets: repeat scenes to fill one step
-            order = order.repeat(math.ceil(per_step / passes))
-        mine = slice(rank * tc.batch_size, (rank + 1) * tc.batch_size)  # this process's part of a step
-        batches = [order[i * per_step:(i + 1) * per_step][mine].tolist() for i in range(steps_per_epoch)]
-        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=keep_as_list,
-                                             num_workers=tc.num_workers, persistent_workers=False)
+        sampler.epoch = epoch
         ddp.train()
         sums, seen, started = {}, 0, time.time()
+        mark = (started, 0)  # (time, steps of the epoch) at the last log line: step_seconds since then
         for i, scenes in enumerate(loader):
             step = state["step"]
             batch = load_batch(scenes, pipeline, step_generator(cfg.seed, epoch, i, rank, device), device)
@@ -278,38 +277,45 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
                 raise NonFiniteLoss(f"{err} at step {step} (epoch {epoch + 1}); the last good "
                                     f"checkpoint is {last if last.is_file() else 'none yet'}") from None
             state["step"] = step + 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
+            for k, v in losses.items():  # summed on the device (float64, as the host's floats were): no sync
+                sums[k] = sums.get(k, 0.0) + v.double()
             seen += 1
             timed_steps += 1
             if state["step"] % tc.log_every == 0:
+                values = host_values(losses)  # waits for the step, so the time below covers it
+                now = time.time()
+                step_seconds, mark = (now - mark[0]) / (seen - mark[1]), (now, seen)
                 left = min(total, tc.max_steps or total) - state["step"]  # validation time not included
-                logger.log("train", state["step"], {**{k: v.item() for k, v in losses.items()}, "lr": lr},
-                           note=eta_text(left * (train_seconds + time.time() - started) / timed_steps))
+                logger.log("train", state["step"], {**values, "lr": lr, "step_seconds": step_seconds},
+                           note=eta_text(left * (train_seconds + now - started) / timed_steps))
             if tc.max_steps and state["step"] >= tc.max_steps:
                 break
         state["epoch"] = epoch + 1
+        means = {k: v / max(seen, 1) for k, v in host_values(sums).items()}
         elapsed = time.time() - started
         train_seconds += elapsed
-        logger.log("epoch", state["step"], {**{k: v / max(seen, 1) for k, v in sums.items()},
-                                            "epoch": state["epoch"], "seconds": elapsed,
+        logger.log("epoch", state["step"], {**means, "epoch": state["epoch"], "seconds": elapsed,
                                             "peak_mb": peak_mb(device)})
         finished = state["epoch"] >= tc.epochs or bool(tc.max_steps and state["step"] >= tc.max_steps)
-        if rank == 0 and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished):
-            metrics = validate(model, val_set, cfg, device)
+        validated = tc.validation and (should_evaluate(state["epoch"], tuple(tc.eval_interval)) or finished)
+        if validated:  # every process, each its share of the scenes
+            metrics = validate(model, val_set, cfg, device, rank, world)
             logger.log("val", state["step"], {"AP": metrics["AP"], "AP50": metrics["AP50"],
                                               "AP25": metrics["AP25"], "epoch": state["epoch"],
                                               "seconds_per_scene": metrics["seconds_per_scene"]})
             if metrics["AP50"] >= state["best_ap50"]:  # a tie goes to the later, longer-trained model
                 state["best_ap50"] = float(metrics["AP50"])  # plain, like all we save
-                save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
-                                 "metrics": plain(metrics)}, run_dir / "model_best.pth")
-        if rank == 0:
+                if rank == 0:
+                    best = {"model": model.state_dict(), "config": cfg.to_dict(), "state": dict(state),
+                            "metrics": plain(metrics)}
+                    save_checkpoint(best, run_dir / "model_best.pth")
+        # Rank 0 alone decides by its clock, and no collective depends on it: the other processes go on
+        # (the next step's all-reduce waits for rank 0 if it is still writing).
+        if rank == 0 and (validated or finished or time.time() - saved >= 60 * tc.checkpoint_minutes):
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "state": dict(state),
                              "config": cfg.to_dict()}, last, previous=prev)
-        if world > 1:
-            torch.distributed.barrier()
+            saved = time.time()
     logger.close()
     return metrics
 
@@ -317,7 +323,7 @@ def _run(cfg: Config, rank: int, world: int, device: torch.device, run_dir: Path
 def launch(cfg: Config, gpus: int = 1, log=print, trusted: bool = False) -> dict:
     """Train ``cfg`` on ``gpus`` GPUs of this machine: in this process for one, else one process per GPU
     under ``torchrun`` (DistributedDataParallel). Returns the run's last validation record, or the
-    metrics of the in-process run. ``trusted``: as for :func:`run`.
+    metrics of the in-process run ({} with ``train.validation`` off). ``trusted``: as for :func:`run`.
 
     The multi-GPU run reads the config from ``<run>/launch_config.json`` (written atomically) and its
     output is passed line by line to ``log``; a failing run raises RuntimeError with its exit code.
@@ -340,7 +346,7 @@ def launch(cfg: Config, gpus: int = 1, log=print, trusted: bool = False) -> dict
     if proc.returncode:
         raise RuntimeError(f"torchrun with {gpus} processes exited with {proc.returncode}; "
                            f"see the output above")
-    return last_validation(run_dir)
+    return last_validation(run_dir) if cfg.train.validation else {}
 
 
 # ------------------------------------------------------------------------------- command line

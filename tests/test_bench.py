@@ -246,3 +246,30 @@ def test_inference_benchmark_predicts_as_lassm_inference():
     infer()
     expected = predict_arrays(model, cfg, bench_scenes.scene_arrays(scene), "cpu")
     assert torch.equal(out[0].scores, expected.scores) and torch.equal(out[0].masks, expected.masks)
+
+
+def test_ddp_benchmark_runs_one_then_two_processes(tmp_path, capsys):
+    """`bench ddp` on CPU (gloo): the training loop in 1 and in 2 processes, 3 steps each (1 warm-up) on
+    generated small rooms, the tiny model; rows in the printed table and the JSON file."""
+    out = tmp_path / "rows.json"
+    bench.main(["ddp", "--device", "cpu", "--gpus", "2", "--steps", "3", "--warmup", "1", "--batch-size", "1",
+                "--rooms", "3", "--room-size", "small", "--tiny", "--num-workers", "0", "--out",
+                str(tmp_path / "work"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert [(r["processes"], r["batch_per_process"], r["timed_steps"]) for r in rows] == [(1, 1, 2),
+                                                                                         (2, 1, 2)]
+    for row in rows:
+        assert row["s_per_step"] > 0
+        assert row["scenes_per_s"] == pytest.approx(row["processes"] / row["s_per_step"])
+        assert bench.format_ddp_row(row) in printed
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == pytest.approx(rows[1]["scenes_per_s"] / rows[0]["scenes_per_s"])
+    assert bench.DDP_HEADER in printed and "1 CPU threads per process" in printed
+    for processes in (1, 2):  # the timings are the runs' own: one train record per step, no validation
+        records = [json.loads(x) for x in (tmp_path / "work" / "runs" / f"ddp-{processes}" / "metrics.jsonl")
+                   .read_text().splitlines()]
+        assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+        assert not [r for r in records if r["kind"] == "val"]
+    with pytest.raises(SystemExit):
+        bench.main(["ddp", "--device", "cpu", "--steps", "2", "--warmup", "2"])

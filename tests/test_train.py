@@ -26,7 +26,8 @@ def tiny(data_root, out, experiment="run", **train_fields) -> config.Config:
     cfg.model.decoder.d_model, cfg.model.decoder.ffn_hidden, cfg.model.decoder.heads = 64, 128, 4
     cfg.model.decoder.num_query = 16
     fields = dict(experiment=experiment, output_root=str(out), epochs=3, batch_size=1, log_every=1,
-                  num_workers=0, device="cpu", eval_interval=((1, 2),), lr=1e-3)
+                  num_workers=0, device="cpu", eval_interval=((1, 2),), lr=1e-3,
+                  checkpoint_minutes=0)  # model_last.pth every epoch, as the resume tests expect
     fields.update(train_fields)
     for k, v in fields.items():
         setattr(cfg.train, k, v)
@@ -99,6 +100,33 @@ def test_cpu_runs_repeat_bit_for_bit_with_two_threads(data_root, tmp_path, setti
         tiny(data_root, tmp_path, deterministic="sometimes").train.__post_init__()
 
 
+def test_model_last_waits_for_checkpoint_minutes_and_resume_stays_exact(data_root, tmp_path, monkeypatch,
+                                                                        one_thread):
+    """train.checkpoint_minutes: epochs of a few steps do not each write model_last.pth; without validation
+    it is written at the end of the run only, and a rerun resumes from there exactly."""
+    written = []
+    real = train.save_checkpoint
+
+    def recording(obj, path, previous=None):
+        written.append((path.name, obj["state"]["epoch"]))
+        return real(obj, path, previous)
+
+    monkeypatch.setattr(train, "save_checkpoint", recording)
+    rare = dict(checkpoint_minutes=1e6, validation=False)
+    train.run(tiny(data_root, tmp_path, "whole", **rare))  # 3 epochs of 2 steps
+    assert written == [("model_last.pth", 3)]  # no model_best.pth: nothing was validated
+    assert not [r for r in runlog.read_metrics(tmp_path / "whole") if r["kind"] == "val"]
+    written.clear()
+    train.run(tiny(data_root, tmp_path, "parts", max_steps=4, **rare))  # stopped after epoch 2: written then
+    assert written == [("model_last.pth", 2)] and not (tmp_path / "parts" / "model_prev.pth").exists()
+    train.run(tiny(data_root, tmp_path, "parts", **rare))  # resumes from epoch 2
+    assert written[1:] == [("model_last.pth", 3)]
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole")  # bit-exact on CPU
+    whole = torch.load(tmp_path / "whole" / "model_last.pth", weights_only=False)["model"]
+    parts = torch.load(tmp_path / "parts" / "model_last.pth", weights_only=False)["model"]
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
 def test_resume_refuses_another_model(data_root, tmp_path):
     train.run(tiny(data_root, tmp_path, max_steps=1))
     other = tiny(data_root, tmp_path)
@@ -165,28 +193,65 @@ def test_summary_prints_the_last_validation(data_root, tmp_path, capsys):
         runlog.last_validation(tmp_path)
 
 
-def test_torchrun_two_processes_share_each_step(data_root, tmp_path):
-    """DistributedDataParallel on the CPU (gloo): 2 processes, batch 1 each, split the 2 training scenes."""
+@pytest.fixture(scope="module")
+def ddp_run(data_root, tmp_path_factory):
+    """One DistributedDataParallel run on the CPU (gloo): 2 processes, batch 1 each, 2 epochs, validation
+    after the second on 3 scenes (copies of the 2 training rooms and the validation room): 2 and 1 each."""
     import os
+    import shutil
     import subprocess
     import sys
 
-    cfg = tiny(data_root, tmp_path, experiment="ddp", epochs=2, eval_interval=((1, 2),))
-    path = tmp_path / "ddp.json"
+    out = tmp_path_factory.mktemp("ddp")
+    scenes = out / "data" / "val3"
+    for scene in sorted((data_root / "train").iterdir()) + sorted((data_root / "val").iterdir()):
+        shutil.copytree(scene, scenes / scene.name)
+        # one instance of all object points, which the untrained model's masks (lr 1e-12 below: the run
+        # hardly moves the weights) overlap at IoU 0.5-0.7, so that the AP is not simply 0 (0.37 when written)
+        instance = np.load(scenes / scene.name / "instance.npy")
+        np.save(scenes / scene.name / "instance.npy", np.where(instance >= 0, 0, -1).astype(instance.dtype))
+    cfg = tiny(data_root, out, experiment="ddp", epochs=2, eval_interval=((1, 2),), lr=1e-12)
+    cfg.data.val_root, cfg.data.val_split = str(out / "data"), "val3"
+    path = out / "ddp.json"
     path.write_text(json.dumps(cfg.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "lassm.train", "--config", str(path)]
     proc = subprocess.run(command,
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / "ddp"
+    return cfg, out / "ddp"
+
+
+def test_torchrun_two_processes_share_each_step(ddp_run):
+    """DistributedDataParallel on the CPU (gloo): 2 processes, batch 1 each, split the 2 training scenes."""
+    _, run = ddp_run
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     # one step per epoch: the global batch of 2 (1 per process) covers both training scenes
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
     assert [r["epoch"] for r in records if r["kind"] == "val"] == [2]
     ckpt = torch.load(run / "model_last.pth", weights_only=False)
     assert ckpt["state"]["step"] == 2 and ckpt["state"]["epoch"] == 2
+
+
+def test_ddp_validation_equals_one_process_validating_every_scene(ddp_run, one_thread):
+    """Each process validated its share of the scenes (0 and 2, or 1) and the gathered associations were
+    scored in scene order: the metrics are those of one process validating the saved model on all three."""
+    from lassm.runtime import deterministic_algorithms
+
+    cfg, run = ddp_run
+    best = torch.load(run / "model_best.pth", weights_only=True)  # rank 0's model and its full metrics
+    model = train.LaSSM(cfg.model)
+    model.load_state_dict(best["model"])
+    dataset = train.validation_set(cfg)
+    assert len(dataset.scenes) == 3
+    with deterministic_algorithms(True):  # as the run's CPU processes
+        alone = train.validate(model, dataset, cfg, torch.device("cpu"))
+    for key in ("AP", "AP50", "AP25", "Prec50", "Rec50"):
+        assert repr(best["metrics"][key]) == repr(alone[key]), key  # exact (repr: NaN equals NaN)
+    assert repr(best["metrics"]["per_class"]) == repr(alone["per_class"])
+    (logged,) = [r for r in runlog.read_metrics(run) if r["kind"] == "val"]
+    assert logged["AP50"] == round(alone["AP50"], 6)
 
 
 def test_extra_training_folders_join_the_split_and_validation_can_live_elsewhere(data_root, tmp_path):

@@ -1,5 +1,5 @@
 """Speed benchmarks that print numbers:
-``python -m lassm.bench {backbone,decoder,train,model,scaling} [options]``.
+``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp} [options]``.
 
 ``model`` (per-stage times of the training step and of inference) and ``scaling`` (inference time
 and memory against scene size) are described in :mod:`lassm.bench.model`.
@@ -28,12 +28,23 @@ pipeline, i.e. voxelisation only, as the authors' timing), then forward, losses,
 clipping and AdamW. It prints the median data time (to device + augmentation + packing), the
 optimisation time and their sum in seconds per step, and the peak memory.
 
+``ddp`` runs the training loop itself (``lassm.train.launch``) for ``--steps`` steps, first in one
+process, then in ``--gpus`` processes under torchrun (DistributedDataParallel), at the same per-process
+batch (``--batch-size``), without validation, on ``--data-root`` or on ``--rooms`` full-size synthetic
+rooms it generates and preprocesses as the ``synthetic`` preset's data (``--preset scannet``: the full
+model on them). It prints per run the processes, the per-process batch, seconds per step (the median,
+after ``--warmup`` steps, of the run's own ``step_seconds`` in ``metrics.jsonl``), scenes per second and
+the speed-up over one process. Both runs use ``--threads`` CPU threads per process. ``--device cpu``
+runs it with gloo (the tests: ``--tiny``, 2 processes, a few steps).
+
 Modules: ``timing`` (device sync, peak memory, median timing, the per-stage StageTimer, JSON),
 ``scenes`` (bench rooms or synthetic ones, as scene arrays and tensors), ``layers`` (backbone,
-decoder), ``model`` (training step, per-stage model, scaling), ``cli`` (the command line).
+decoder), ``model`` (training step, per-stage model, scaling), ``ddp`` (one process against several),
+``cli`` (the command line).
 """
 
 from .cli import main
+from .ddp import DDP_HEADER, bench_ddp, format_ddp_row
 from .layers import (
     BACKBONE_HEADER,
     DECODER_HEADER,
@@ -60,8 +71,9 @@ from .model import (
 from .scenes import BENCH_DIR, load_bench_scenes, scaled_scene, synthetic_bench_scene, voxel_batch
 from .timing import StageTimer, time_call
 
-__all__ = ["BACKBONE_HEADER", "BENCH_DIR", "DECODER_HEADER", "SCALING_HEADER", "TRAIN_HEADER", "StageTimer",
-           "TrainingStep", "bench_backbone", "bench_decoder", "bench_model_infer", "bench_model_train",
-           "bench_scaling", "bench_train", "decoder_inputs", "decoder_kernels", "format_backbone_row",
-           "format_decoder_row", "format_stages", "format_train_row", "load_bench_scenes", "loglog_slope",
-           "main", "parse_variants", "scaled_scene", "synthetic_bench_scene", "time_call", "voxel_batch"]
+__all__ = ["BACKBONE_HEADER", "BENCH_DIR", "DDP_HEADER", "DECODER_HEADER", "SCALING_HEADER", "TRAIN_HEADER",
+           "StageTimer", "TrainingStep", "bench_backbone", "bench_ddp", "bench_decoder", "bench_model_infer",
+           "bench_model_train", "bench_scaling", "bench_train", "decoder_inputs", "decoder_kernels",
+           "format_backbone_row", "format_ddp_row", "format_decoder_row", "format_stages", "format_train_row",
+           "load_bench_scenes", "loglog_slope", "main", "parse_variants", "scaled_scene",
+           "synthetic_bench_scene", "time_call", "voxel_batch"]

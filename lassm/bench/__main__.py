@@ -1,4 +1,4 @@
-"""``python -m lassm.bench {backbone,decoder,train,model,scaling} [options]``."""
+"""``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp} [options]``."""
 
 from .cli import main
 

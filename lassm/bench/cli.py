@@ -1,21 +1,24 @@
-"""The command line: ``python -m lassm.bench {backbone,decoder,train,model,scaling} [options]``.
+"""The command line: ``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp} [options]``.
 
 A thin wrapper: each verb loads the scenes, prints a title and a header, calls the benchmark
-function of :mod:`lassm.bench.layers` or :mod:`lassm.bench.model` (which prints its rows), and with
-``--json`` writes the rows.
+function of :mod:`lassm.bench.layers`, :mod:`lassm.bench.model` or :mod:`lassm.bench.ddp` (which
+prints its rows), and with ``--json`` writes the rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 
 from ..cli import check_output_file, run_command
-from ..config import DecoderConfig
+from ..config import DecoderConfig, apply_overrides, preset, tiny
 from . import model as bm
+from .ddp import DDP_HEADER, bench_ddp, format_ddp_row
 from .layers import (
     BACKBONE_HEADER,
     DECODER_HEADER,
@@ -95,13 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=2)
     s.add_argument("--bench-dir", default=None, help=bench_dir)
     s.add_argument("--json", default=None, help="also write the results to this JSON file")
+    g = sub.add_parser("ddp", help="the training loop in 1 and in --gpus processes (torchrun, DDP): s/step, "
+                                   "scenes/s, speed-up")
+    g.add_argument("--gpus", type=int, default=2, help="processes of the second run, one per GPU")
+    g.add_argument("--device", default=default_device, help="cuda (NCCL) or cpu (gloo, for tests)")
+    g.add_argument("--preset", default="synthetic",
+                   help="config preset (synthetic: 16-ch SpUNet, 100 queries; scannet: the full model)")
+    g.add_argument("--variant", default="-3", help="decoder: -3 or -0 (--variant=-0)")
+    g.add_argument("--data-root", default=None,
+                   help="processed scenes (<root>/train, <root>/val); default: --rooms new synthetic rooms")
+    g.add_argument("--rooms", type=int, default=8, help="synthetic rooms to generate without --data-root")
+    g.add_argument("--room-size", default="full", choices=["full", "small"], help="of the generated rooms")
+    g.add_argument("--batch-size", type=int, default=3, help="scenes per step and process (train.batch_size)")
+    g.add_argument("--steps", type=int, default=30, help="training steps of each run")
+    g.add_argument("--warmup", type=int, default=10, help="first steps not timed")
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="train.amp")
+    g.add_argument("--num-workers", type=int, default=2, help="data-loading processes per training process")
+    g.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of each training process, both runs (1: what torchrun gives several)")
+    g.add_argument("--tiny", action="store_true", help="the tiny smoke-test model (lassm.config.tiny)")
+    g.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides")
+    g.add_argument("--out", default=None, help="keep the data and runs in this folder (default: a "
+                                              "temporary one, removed)")
+    g.add_argument("--json", default=None, help="also write the rows to this JSON file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.repeat < 1:
+    if getattr(args, "repeat", 1) < 1:
         parser.error("--repeat must be >= 1")
     return run_command(lambda: _command(args, parser))
 
@@ -114,7 +140,7 @@ def _command(args, parser) -> None:
     if bench_dir and not Path(bench_dir).is_dir():  # an explicit folder: no silent synthetic fallback
         raise FileNotFoundError(f"--bench-dir: {bench_dir} is not a folder; expected perf_*.npz scenes")
     verbs = {"backbone": _backbone, "decoder": _decoder, "train": _train, "model": _model,
-             "scaling": _scaling}
+             "scaling": _scaling, "ddp": _ddp}
     rows = verbs[args.what](args, parser)
     if args.json:
         write_rows(args.json, rows)
@@ -239,3 +265,39 @@ def _print_profiles(args, scenes: list[dict], variants: tuple[int, ...]) -> None
         cfg, model = bm.build_model(args.preset, t_layer, device, train=False)
         infer, _ = bm.inference_fn(model, cfg, scenes[0], device, amp_dtype(args.amp, device))
         print(f"\nprofile: inference -{t_layer}\n{bm.profile_table(infer, device)}")
+
+
+def _ddp(args, parser) -> list[dict]:
+    if min(args.gpus, args.steps, args.batch_size, args.threads) < 1 or args.rooms < 3:
+        parser.error("--gpus, --steps, --batch-size and --threads must be >= 1, --rooms >= 3")
+    if not 0 <= args.warmup < args.steps:
+        parser.error("--warmup must be >= 0 and below --steps")
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory(prefix="lassm-bench-ddp-") as scratch:
+        out = Path(args.out or scratch)
+        root = args.data_root
+        if root is None:  # the synthetic preset's own data: generated rooms, preprocessed as ScanNet
+            from ..data.prepare import prepare
+
+            root = out / "data"
+            print(f"generating {args.rooms} {args.room_size} synthetic rooms into {root}", flush=True)
+            prepare("synthetic", out / "raw", root, workers=min(8, os.cpu_count() or 1), num_rooms=args.rooms,
+                    room_size=args.room_size)
+        cfg = preset(args.preset, variant=args.variant)
+        if args.tiny:
+            tiny(cfg)
+        backend = "gloo" if device.type == "cpu" else "auto"  # auto: NCCL on GPUs
+        cfg = apply_overrides(cfg, {"data.root": str(root), "train.device": args.device,
+                                    "train.dist_backend": backend, "train.batch_size": args.batch_size,
+                                    "train.amp": args.amp, "train.num_workers": args.num_workers})
+        cfg = apply_overrides(cfg, args.set)
+        rows = bench_ddp(cfg, args.gpus, out / "runs", args.steps, args.warmup, args.threads)
+    where = _environment(args.device) if device.type == "cuda" else f"torch {torch.__version__}, CPU"
+    print(f"\ntraining loop, preset {args.preset} {args.variant}{' (tiny)' if args.tiny else ''}, "
+          f"{args.steps} steps ({args.warmup} warm-up), amp {args.amp}, {args.threads} CPU threads per "
+          f"process, {where}")
+    print(DDP_HEADER)
+    for row in rows:
+        print(format_ddp_row(row))
+    return [{**row, "device": args.device, "preset": args.preset, "variant": args.variant} for row in rows]
+

@@ -8,18 +8,12 @@ the section's ``__post_init__`` ranges. The named presets are in :mod:`lassm.con
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field, fields
 
 from ..data import labels
+from .training import TrainConfig as TrainConfig  # re-exported: its own module, for length
 from .typed import apply_overrides as apply_overrides  # re-exported: lassm.config.apply_overrides
-from .typed import build
-
-
-def _positive(section, prefix: str, names: tuple[str, ...]):
-    for name in names:
-        if getattr(section, name) < 1:
-            raise ValueError(f"{prefix}.{name}: expected a positive integer, got {getattr(section, name)}")
+from .typed import build, check_positive
 
 
 @dataclass
@@ -49,7 +43,7 @@ class ScanConfig:
                              f"got {self.max_tilt_degrees}")
         if self.k_thresh < 0:
             raise ValueError(f"data.scan.k_thresh: expected >= 0, got {self.k_thresh}")
-        _positive(self, "data.scan", ("seg_min_verts", "knn"))
+        check_positive(self, "data.scan", ("seg_min_verts", "knn"))
 
 
 def single_view_scan() -> ScanConfig:
@@ -89,7 +83,7 @@ class DataConfig:
         if any(not 0 <= c < len(self.class_names) for c in self.stuff_classes):
             raise ValueError(f"data.stuff_classes: expected labels in 0..{len(self.class_names) - 1} "
                              f"(indices of data.class_names), got {self.stuff_classes}")
-        _positive(self, "data", ("extra_train_loop",))
+        check_positive(self, "data", ("extra_train_loop",))
         if any(not -1 <= c < len(self.class_names) for c in self.class_map):
             raise ValueError(f"data.class_map: expected entries in -1..{len(self.class_names) - 1} "
                              f"(indices of data.class_names, -1 = ignore), got {self.class_map}")
@@ -180,7 +174,7 @@ class BackboneConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model.backbone.{name}: expected one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
-        _positive(self, "model.backbone", ("in_channels", "base_channels", "conv1_kernel_size"))
+        check_positive(self, "model.backbone", ("in_channels", "base_channels", "conv1_kernel_size"))
         if not self.planes or min(self.planes) < 1:
             raise ValueError(f"model.backbone.planes: expected one or more positive widths, "
                              f"got {self.planes}")
@@ -249,7 +243,7 @@ class DecoderConfig:
             raise ValueError(f"decoder.order: expected one or more of {curves}, got {self.order!r}")
         if not 0 < self.alpha <= 1:
             raise ValueError(f"decoder.alpha: expected a fraction in (0, 1], got {self.alpha}")
-        _positive(self, "decoder", ("num_query", "k", "d_model", "num_layers", "heads", "ssm_layers",
+        check_positive(self, "decoder", ("num_query", "k", "d_model", "num_layers", "heads", "ssm_layers",
                                     "ffn_hidden", "d_state", "head_dim"))
         if self.serialization_grid <= 0:
             raise ValueError(f"decoder.serialization_grid: expected metres > 0, "
@@ -304,7 +298,7 @@ class PostprocessConfig:
     nms_eps: float = 1e-6
 
     def __post_init__(self):
-        _positive(self, "model.postprocess", ("topk_insts",))
+        check_positive(self, "model.postprocess", ("topk_insts",))
         if self.nms_kernel not in ("linear", "gaussian"):
             raise ValueError(f"model.postprocess.nms_kernel: expected 'linear' or 'gaussian', "
                              f"got {self.nms_kernel!r}")
@@ -328,7 +322,7 @@ class ModelConfig:
     stuff_classes: tuple[int, ...] = (0, 1)  # semantic labels that are background, not instances
 
     def __post_init__(self):
-        _positive(self, "model", ("num_classes",))
+        check_positive(self, "model", ("num_classes",))
         if any(c < 0 for c in self.stuff_classes):
             raise ValueError(f"model.stuff_classes: expected labels >= 0, got {self.stuff_classes}")
 
@@ -344,75 +338,6 @@ def reference_behaviour(cfg: ModelConfig) -> ModelConfig:
     cfg.criterion.sp_unlabelled_as_class0 = True
     cfg.postprocess.nms_eps = 0.0
     return cfg
-
-
-@dataclass
-class TrainConfig:
-    """The training run (REFERENCE_SPEC 10): optimiser, schedule, precision, evaluation, outputs."""
-
-    experiment: str = "synthetic"  # run folder: <output_root>/<experiment>/
-    output_root: str = "outputs"  # where runs are written (git-ignored)
-    # epochs of `loop` passes over the training split each; validation (eval_interval), checkpoints and the
-    # ETA count these epochs (the reference's "trainer epochs": epoch / eval_epoch, spec 10.1)
-    epochs: int = 512
-    loop: int = 1  # passes over the training split per epoch (the reference's data loop: ScanNet200 3, -sc 8)
-    batch_size: int = 3  # scenes per step per process (the reference: 3 per GPU, 4 GPUs = 12 a step)
-    lr: float = 3e-4  # AdamW peak learning rate, decayed per step by (1 - step / (T + 1)) ** 0.9
-    weight_decay: float = 0.05  # on every parameter, as the reference (spec 11.1.5)
-    poly_power: float = 0.9  # exponent of the poly decay
-    amp: str = "auto"  # "auto" (bf16 where the GPU has it, else fp16 + loss scaling), "bf16", "fp16", "off"
-    clip_grad: float = 10.0  # max gradient L2 norm (0 = no clipping)
-    # spec 11.1.4: the reference clips loss-SCALED fp16 gradients before unscaling. True reproduces it;
-    # default: unscale first, then clip the true gradients.
-    clip_scaled_grads: bool = False
-    eval_interval: tuple[tuple[int, int], ...] = ((1, 8), (496, 1))  # (from epoch, every n epochs), spec 10.3
-    # checkpoint to start from (ours, the authors', or a MinkowskiEngine one such as Mask3D's backbone,
-    # converted); relative to the working folder; "" = random init. Read when a run starts (not when it
-    # resumes): a missing file is an error then, naming where the released file comes from
-    init_weights: str = ""
-    skip_keys: tuple[str, ...] = ()  # entries whose key contains one of these are not loaded (class heads)
-    resume: bool = True  # continue from <run>/model_last.pth when it exists
-    log_every: int = 50  # steps between log lines (metrics.jsonl, TensorBoard, console)
-    num_workers: int = 2  # data-loading processes per training process
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
-    max_steps: int = 0  # stop after this many steps in total (0 = run all epochs); for smoke runs
-    # cap an epoch (the unit of validation and checkpoints) at this many steps, each epoch a new random part
-    # of the training set; for sets of thousands of synthetic frames (0 = one full pass per epoch)
-    steps_per_epoch: int = 0
-    val_max_scenes: int = 0  # validate on at most this many scenes (0 = all)
-    # torch.distributed backend under torchrun: "auto" (NCCL on GPUs, else gloo), "nccl" or "gloo";
-    # gloo also runs several processes on one GPU (a test of the DDP path without more GPUs)
-    dist_backend: str = "auto"
-    deterministic: str = "cpu"  # deterministic kernels: "cpu" (CPU runs repeat exactly), "always", "never"
-
-    def __post_init__(self):
-        choices = {"amp": ("auto", "bf16", "fp16", "off"), "deterministic": ("cpu", "always", "never")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"train.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        if self.steps_per_epoch < 0:
-            raise ValueError(f"train.steps_per_epoch: expected 0 (a full pass) or a positive integer, "
-                             f"got {self.steps_per_epoch}")
-        _positive(self, "train", ("epochs", "loop", "batch_size", "log_every"))
-        for name in ("max_steps", "val_max_scenes", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name}: expected 0 (no limit / none) or a positive integer, "
-                                 f"got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr: expected > 0, got {self.lr}")
-        for name in ("weight_decay", "poly_power", "clip_grad"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name}: expected >= 0, got {getattr(self, name)}")
-        if not self.eval_interval or any(start < 1 or every < 1 for start, every in self.eval_interval):
-            raise ValueError(f"train.eval_interval: expected one or more (from epoch >= 1, every n >= 1) "
-                             f"pairs, e.g. ((1, 8), (496, 1)); got {self.eval_interval}")
-        if not self.experiment.strip():
-            raise ValueError("train.experiment: expected a run folder name, got ''")
-        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ValueError(f"train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.dist_backend not in ("auto", "nccl", "gloo"):
-            raise ValueError(f"train.dist_backend: expected 'auto', 'nccl' or 'gloo', "
-                             f"got {self.dist_backend!r}")
 
 
 @dataclass

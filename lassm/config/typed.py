@@ -77,6 +77,14 @@ def convert(value, hint):
     raise TypeMismatch(describe(hint))
 
 
+def check_positive(section, prefix: str, names: tuple[str, ...]) -> None:
+    """A section's ``__post_init__`` range check: each of ``names`` is a positive integer (ValueError naming
+    ``prefix.name`` otherwise)."""
+    for name in names:
+        if getattr(section, name) < 1:
+            raise ValueError(f"{prefix}.{name}: expected a positive integer, got {getattr(section, name)}")
+
+
 def find_field(cfg, key: str):
     """(the dataclass holding dotted ``key``, the field's name, its declared type); KeyError(part) when a
     part of the key is not a field."""

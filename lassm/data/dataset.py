@@ -1,4 +1,6 @@
 """Processed scenes as a torch Dataset, and packing augmented scenes into one batch (REFERENCE_SPEC 2.1, 3.2).
+A training run's splits (:func:`training_set`, :func:`validation_set`) and what each process loads of each
+epoch (:func:`epoch_steps`, :class:`EpochBatches`).
 
 A scene folder ``<root>/<split>/<scene>/`` holds ``<key>.npy`` arrays (``lassm.data.io``). The
 dataset yields per-point tensors with Pointcept's key names; augmentation (``lassm.augment``)
@@ -11,14 +13,19 @@ with cumulative offsets (the batch format is documented in :mod:`lassm.data.batc
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .batch import scene_tensors
 from .io import DataError, load_scene, scene_is_done
+
+if TYPE_CHECKING:  # lassm.config imports lassm.data (labels): only the annotations name it
+    from ..config import Config
 
 
 class SceneDataset(torch.utils.data.Dataset):
@@ -90,3 +97,63 @@ class SceneDataset(torch.utils.data.Dataset):
 def keep_as_list(scenes: list[dict]) -> list[dict]:
     """DataLoader collate: scenes stay separate, since they are augmented one by one on the device."""
     return scenes
+
+
+# ------------------------------------------------------------------------------- a training run's data
+
+
+def training_set(cfg: Config) -> torch.utils.data.Dataset:
+    """The training split, with the scenes of ``data.extra_train`` folders joined (repeated
+    ``data.extra_train_loop`` times each)."""
+    data = cfg.data
+    parts = [SceneDataset.for_config(data, data.root, data.train_split, require_labels=True)]
+    for folder in data.extra_train:
+        folder = Path(folder)
+        parts.append(SceneDataset.for_config(data, folder.parent, folder.name, loop=data.extra_train_loop,
+                                             require_labels=True))
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+
+
+def validation_set(cfg: Config) -> SceneDataset:
+    """The validation split (under ``data.val_root`` when set, else ``data.root``)."""
+    data = cfg.data
+    return SceneDataset.for_config(data, data.val_root or data.root, data.val_split, require_labels=True)
+
+
+def epoch_steps(scenes: int, tc, world: int = 1) -> int:
+    """Steps of one epoch: ``tc.loop`` passes over ``scenes`` in global batches of ``batch_size x world``,
+    the last partial batch dropped as the reference does (spec 10.4), at most ``tc.steps_per_epoch``
+    (large synthetic sets: an epoch is then a random part of the set); at least one."""
+    steps = max(1, scenes * tc.loop // (tc.batch_size * world))
+    return min(steps, tc.steps_per_epoch) if tc.steps_per_epoch else steps
+
+
+class EpochBatches:
+    """The training loader's batch sampler: this process's scene indices for each step of epoch ``epoch``
+    (set before each pass). An epoch is ``loop`` passes over the set, shuffled together (spec 10.1) by a
+    generator of the seed and the epoch; process ``rank`` takes its ``batch_size`` of each global batch.
+
+    One loader with this sampler serves the whole run, so its worker processes start once: a loader per
+    epoch started ``num_workers`` new ones in every process at every epoch (seconds each, and DDP epochs
+    can be a few steps).
+    """
+
+    def __init__(self, size: int, tc, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.tc, self.seed, self.rank, self.world = size, tc, seed, rank, world
+        self.steps = epoch_steps(size, tc, world)
+        self.epoch = 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        tc, per_step, passes = self.tc, self.tc.batch_size * self.world, self.size * self.tc.loop
+        shuffle = torch.Generator().manual_seed(self.seed * 7919 + epoch)  # the epoch's data order
+        order = torch.randperm(passes, generator=shuffle) % self.size  # loop 1: a permutation of the set
+        if passes < per_step:  # tiny datasets: repeat scenes to fill one step
+            order = order.repeat(math.ceil(per_step / passes))
+        mine = slice(self.rank * tc.batch_size, (self.rank + 1) * tc.batch_size)  # this process's part
+        return [order[i * per_step:(i + 1) * per_step][mine].tolist() for i in range(self.steps)]
+
+    def __iter__(self):
+        return iter(self.batches(self.epoch))
+
+    def __len__(self) -> int:
+        return self.steps

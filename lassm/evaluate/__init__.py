@@ -21,7 +21,9 @@ from .ap import (
     InstanceEvaluator,
     SceneMatches,
     average_precision,
+    evaluate_matches,
     evaluate_predictions,
+    prediction_matches,
     scene_matches,
 )
 from .formats import (
@@ -58,7 +60,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AP25_OVERLAP", "DEFAULT_OVERLAPS", "MIN_REGION_SIZE", "InstanceEvaluator", "SceneMatches",
-    "average_precision", "evaluate_predictions", "scene_matches",
+    "average_precision", "evaluate_matches", "evaluate_predictions", "prediction_matches", "scene_matches",
     "CLASS_LISTS", "MASK_FOLDER", "RESULT_FILE", "BenchmarkFileError", "benchmark_classes",
     "dataset_label_ids", "evaluate_benchmark", "format_results", "main", "read_ints", "read_mask",
     "read_prediction_file", "scene_files", "write_gt", "write_predictions",

@@ -6,7 +6,9 @@ void, the sizes. `InstanceEvaluator` collects those per scene and turns them int
 AP (spec 9.2): per overlap threshold and class, a greedy match of GTs to predictions in prediction order,
 duplicates and unmatched predictions as false positives unless they mostly cover ignored points, and the
 benchmark's centred-step integration of the precision-recall curve. `evaluate_predictions` runs both on
-model outputs and raw scene labels. This module knows arrays only; it imports no model code.
+model outputs and raw scene labels; `prediction_matches` and `evaluate_matches` are its two halves, for
+scenes associated apart (a DDP validation: each process its own scenes) and scored together.
+This module knows arrays only; it imports no model code.
 The benchmark's file layout is :mod:`lassm.evaluate.formats`, a split's export :mod:`lassm.evaluate.export`.
 """
 
@@ -52,6 +54,20 @@ class SceneMatches:
     gt_classes: np.ndarray  # (G,) int64 train label of each GT (its first point's), never -1
     gt_counts: np.ndarray  # (G,) int64 points per GT; GTs below min_region_size are kept here, ignored in 9.2
     intersection: np.ndarray  # (K, G) int64 shared points; 0 where prediction and GT classes differ
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. gathered from the processes of a DDP validation) with the intersection as its
+        nonzero entries: only same-class pairs can be nonzero, a few per prediction of the K x G matrix."""
+        state = dict(self.__dict__)
+        rows, cols = np.nonzero(self.intersection)
+        state["intersection"] = (self.intersection.shape, rows, cols, self.intersection[rows, cols])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        shape, rows, cols, values = state["intersection"]
+        intersection = np.zeros(shape, dtype=np.int64)
+        intersection[rows, cols] = values
+        self.__dict__.update(state, intersection=intersection)
 
     @property
     def iou(self) -> np.ndarray:
@@ -320,12 +336,36 @@ def evaluate_predictions(predictions: Sequence, scenes: Sequence[dict], class_na
     """
     if len(predictions) != len(scenes):
         raise ValueError(f"predictions: expected one per scene ({len(scenes)}), got {len(predictions)}")
-    instance_names = [n for i, n in enumerate(class_names) if i not in set(stuff_classes)]
-    evaluator = InstanceEvaluator(instance_names, min_region_size=min_region_size)
-    for i, (pred, scene) in enumerate(zip(predictions, scenes, strict=True)):
-        if "segment" not in scene or "instance" not in scene:
-            raise ValueError(f"scenes[{i}]: expected keys 'segment' and 'instance', got {sorted(scene)}")
-        label = train_labels(torch.as_tensor(scene["segment"]), len(class_names), tuple(stuff_classes))
-        instance = compact_instances(torch.as_tensor(scene["instance"]), label)
-        evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
+    matches = [prediction_matches(pred, scene, class_names, stuff_classes, min_region_size, f"scenes[{i}]")
+               for i, (pred, scene) in enumerate(zip(predictions, scenes, strict=True))]
+    return evaluate_matches(matches, class_names, stuff_classes, min_region_size)
+
+
+def _evaluator(class_names: Sequence[str], stuff_classes: Sequence[int], min_region_size: int
+               ) -> InstanceEvaluator:
+    """The evaluator of the instance classes: `class_names` without the stuff classes, in order."""
+    stuff = set(stuff_classes)
+    return InstanceEvaluator([n for i, n in enumerate(class_names) if i not in stuff],
+                             min_region_size=min_region_size)
+
+
+def prediction_matches(pred, scene: dict, class_names: Sequence[str], stuff_classes: Sequence[int] = (),
+                       min_region_size: int = MIN_REGION_SIZE, where: str = "scene") -> SceneMatches:
+    """One scene of :func:`evaluate_predictions` (same arguments, one prediction and one scene): its
+    association (9.1), all that the metrics need of it. A split's scenes can be matched apart (e.g. by the
+    processes of a DDP validation) and scored together by :func:`evaluate_matches`, in scene order."""
+    if "segment" not in scene or "instance" not in scene:
+        raise ValueError(f"{where}: expected keys 'segment' and 'instance', got {sorted(scene)}")
+    label = train_labels(torch.as_tensor(scene["segment"]), len(class_names), tuple(stuff_classes))
+    instance = compact_instances(torch.as_tensor(scene["instance"]), label)
+    evaluator = _evaluator(class_names, stuff_classes, min_region_size)  # checks the predicted classes
+    return evaluator.add(pred.masks, pred.scores, pred.classes, instance, label)
+
+
+def evaluate_matches(matches: Sequence[SceneMatches], class_names: Sequence[str],
+                     stuff_classes: Sequence[int] = (), min_region_size: int = MIN_REGION_SIZE) -> dict:
+    """The metrics (`compute()`'s dict) of scenes' associations from :func:`prediction_matches`; the same
+    numbers, bit for bit, as :func:`evaluate_predictions` on those scenes in the same order."""
+    evaluator = _evaluator(class_names, stuff_classes, min_region_size)
+    evaluator.scenes.extend(matches)
     return evaluator.compute()

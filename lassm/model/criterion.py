@@ -227,7 +227,8 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
     cls = torch.stack(cls_terms).mean()
     n = len(bce_terms)
     if n == 0:
-        # Zero that still reaches the predictions, so backward works on a batch without ground truth.
+        # Zero that still reaches the predictions, so backward works on a batch without ground truth and
+        # the mask and centre heads keep a gradient: DDP runs without find_unused_parameters (lassm.train).
         zero = sum(p.float().sum() * 0.0 for p in (*stage.masks, *stage.centres))
         bce = dice = box = zero
     else:
@@ -270,6 +271,7 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
         aux, _ = stage_loss(stage, targets, cfg, final=False, indices=matched[k if cfg.iter_matcher else -1])
         total = total + aux["loss"]
 
+    # every scene's term reaches its logits, also where all superpoints are ignored (DDP needs a gradient)
     loss_sp = torch.stack([superpoint_ce(logits, tgt.sp_labels, cfg)
                            for logits, tgt in zip(sp_seg, targets, strict=True)]).mean()
     total = total + cfg.weight_sp * loss_sp

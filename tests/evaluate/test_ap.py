@@ -12,7 +12,9 @@ from lassm.evaluate.ap import (
     DEFAULT_OVERLAPS,
     InstanceEvaluator,
     average_precision,
+    evaluate_matches,
     evaluate_predictions,
+    prediction_matches,
     scene_matches,
 )
 
@@ -377,3 +379,43 @@ def test_a_scannet_sized_scene_runs():
     r = ev.compute()
     assert 0.0 < r["AP"] <= 1.0 and r["AP25"] == 1.0
     assert ev.scenes[0].intersection.shape == (200, 30)
+
+
+def test_scenes_matched_apart_and_gathered_score_as_one_evaluation():
+    """A DDP validation: each process associates its own scenes (every world-th), the pickled SceneMatches
+    are gathered and put back in scene order; the metrics equal evaluate_predictions bit for bit."""
+    import pickle
+
+    rng = np.random.default_rng(5)
+    names = ("wall", "floor", "chair", "table", "bed")  # raw labels 0..4, wall and floor stuff
+    predictions, scenes = [], []
+    for _ in range(5):
+        n, num_gt = 3000, int(rng.integers(0, 6))  # a scene may hold no instance
+        instance = np.repeat(np.arange(num_gt), n // max(num_gt, 1) + 1)[:n] if num_gt else np.full(n, -1)
+        segment = np.where(instance >= 0, 2 + instance % 3, rng.integers(0, 2, n))
+        instance[rng.random(n) < 0.1] = -1
+        k = int(rng.integers(1, 12))
+        masks = np.zeros((k, n), dtype=bool)
+        for j in range(k):  # noisy copies of the instances, some in the wrong class, some random
+            masks[j] = (instance == j % max(num_gt, 1)) & (rng.random(n) < rng.uniform(0.5, 1))
+            masks[j] |= rng.random(n) < rng.uniform(0, 0.05)
+        scores = torch.sort(torch.from_numpy(rng.random(k)), descending=True).values
+        classes = torch.from_numpy(rng.integers(0, 3, k))
+        predictions.append(FakePrediction(scores, classes, torch.from_numpy(masks)))
+        scenes.append({"segment": segment, "instance": instance})
+    whole = evaluate_predictions(predictions, scenes, names, (0, 1))
+    assert 0 < whole["AP"] < 1  # a case where the order and every match matter
+    world = 2
+    gathered = []
+    for rank in range(world):  # what each process sends: (scene index, its association), pickled
+        mine = [(i, prediction_matches(predictions[i], scenes[i], names, (0, 1)))
+                for i in range(rank, len(scenes), world)]
+        gathered += pickle.loads(pickle.dumps(mine))
+    matches = [m for _, m in sorted(gathered, key=lambda pair: pair[0])]
+    apart = evaluate_matches(matches, names, (0, 1))
+    assert apart.keys() == whole.keys()
+    assert all(apart[k] == whole[k] for k in ("AP", "AP50", "AP25", "Prec50", "Rec50", "overlaps"))
+    assert repr(apart["per_class"]) == repr(whole["per_class"])  # repr: NaN equals NaN there
+    again = pickle.loads(pickle.dumps(matches[0]))  # the compact pickle restores the dense matrix exactly
+    assert again.intersection.dtype == np.int64
+    assert np.array_equal(again.intersection, matches[0].intersection) and again.intersection.any()

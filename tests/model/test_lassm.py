@@ -119,6 +119,39 @@ def test_a_scene_without_instances_trains():
     alone.losses["loss"].backward()
 
 
+def _labelled(scene: dict, num_labels: int, unlabelled: bool = False) -> dict:
+    """``scene`` with its labels folded into a preset's ``num_labels`` classes, or with none at all."""
+    segment = np.where(scene["segment"] < 0, -1, scene["segment"] % num_labels)
+    if unlabelled:
+        segment, scene = np.full_like(segment, -1), dict(scene, instance=np.full_like(scene["instance"], -1))
+    return dict(scene, segment=segment)
+
+
+@pytest.mark.parametrize("preset", ["synthetic-3", "synthetic-0", "mosd-3", "mosd-0"])
+def test_every_parameter_gets_a_gradient(preset):
+    """Training under DDP runs with find_unused_parameters=False: one backward of any batch must reach every
+    parameter (a parameter without a gradient would stop the next step). Corner cases: scenes without
+    ground-truth instances, scenes without any label, fewer superpoints than queries (and than the kNN's
+    k), a single superpoint, a scene with instances beside one without."""
+    name, variant = preset.split("-")
+    cfg = config.tiny(config.preset(name, variant=f"-{variant}"))
+    torch.manual_seed(0)
+    model = LaSSM(cfg.model).train()
+    labels = len(cfg.data.class_names)
+    batches = {
+        "no instances": [blob_scene(40, instances=False), blob_scene(30, seed=1, instances=False)],
+        "no labels": [_labelled(blob_scene(40), labels, unlabelled=True)],
+        "few superpoints": [blob_scene(5), blob_scene(3, seed=1)],
+        "one superpoint": [blob_scene(1, instances=False, points=400, spread=0.5)],
+        "mixed": [blob_scene(40), blob_scene(30, seed=1, instances=False)],
+    }
+    for case, scenes in batches.items():
+        model.zero_grad(set_to_none=True)
+        model(pack([_labelled(s, labels) for s in scenes])).losses["loss"].backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None]
+        assert not missing, f"{preset}, {case}: no gradient for {missing[:5]}"
+
+
 def test_bad_scenes_raise_clear_errors():
     model = small_model()
     batch = pack([blob_scene(10)])
