@@ -9,7 +9,7 @@ Below it, the training/validation augmentation of the reference (spec 3.1, 3.3) 
 from __future__ import annotations
 
 import math
-import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -55,16 +55,20 @@ def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
 
 # A GPU generator's host-side companion for the draws the host needs (does a transform happen, an angle):
 # reading a number drawn on the GPU waits for it. Seeded from the GPU generator's seed, so a step's
-# augmentation stays a function of its seed; a CPU generator draws everything itself, as before.
-_HOST_DRAWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# augmentation stays a function of its seed; a CPU generator draws everything itself, as before. The last
+# few, by id; an entry holds its generator, so no other object takes that id while it is cached.
+_HOST_DRAWS: OrderedDict[int, tuple[torch.Generator, torch.Generator]] = OrderedDict()
 
 
 def _host(g: torch.Generator) -> torch.Generator:
     if g.device.type == "cpu":
         return g
-    if g not in _HOST_DRAWS:
-        _HOST_DRAWS[g] = torch.Generator().manual_seed(g.initial_seed() ^ 0x5DEECE66D)
-    return _HOST_DRAWS[g]
+    if id(g) not in _HOST_DRAWS:
+        _HOST_DRAWS[id(g)] = (g, torch.Generator().manual_seed(g.initial_seed() ^ 0x5DEECE66D))
+        if len(_HOST_DRAWS) > 16:
+            _HOST_DRAWS.popitem(last=False)
+    _HOST_DRAWS.move_to_end(id(g))
+    return _HOST_DRAWS[id(g)][1]
 
 
 def _scalar(g: torch.Generator) -> float:
