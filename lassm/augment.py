@@ -52,7 +52,6 @@ Scene = dict[str, torch.Tensor]
 def _rand(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape or (1,), generator=g, device=g.device)
 
-
 # A GPU generator's host-side companion for the draws the host needs (does a transform happen, an angle):
 # reading a number drawn on the GPU waits for it. Seeded from the GPU generator's seed, so a step's
 # augmentation stays a function of its seed; a CPU generator draws everything itself, as before. The last
@@ -63,16 +62,14 @@ _HOST_DRAWS: OrderedDict[int, tuple[torch.Generator, torch.Generator]] = Ordered
 def _host(g: torch.Generator) -> torch.Generator:
     if g.device.type == "cpu":
         return g
-    if id(g) not in _HOST_DRAWS:
-        _HOST_DRAWS[id(g)] = (g, torch.Generator().manual_seed(g.initial_seed() ^ 0x5DEECE66D))
-        if len(_HOST_DRAWS) > 16:
-            _HOST_DRAWS.popitem(last=False)
-    _HOST_DRAWS.move_to_end(id(g))
-    return _HOST_DRAWS[id(g)][1]
+    entry = _HOST_DRAWS.pop(id(g), None) or (g, torch.Generator().manual_seed(g.initial_seed() ^ 0x5DEECE66D))
+    _HOST_DRAWS[id(g)] = entry  # the most recent last; the oldest beyond 16 goes
+    if len(_HOST_DRAWS) > 16:
+        _HOST_DRAWS.popitem(last=False)
+    return entry[1]
 
 
-def _scalar(g: torch.Generator) -> float:
-    """One U(0, 1) number on the host (from ``g`` itself on the CPU, else from its companion)."""
+def _scalar(g: torch.Generator) -> float:  # one U(0, 1) number on the host
     return float(torch.rand(1, generator=_host(g)))
 
 
@@ -333,8 +330,7 @@ def _below(counts: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     GPU floor(U(0, 1) x count), which needs no host round trip for the maximum (another random stream)."""
     if counts.device.type == "cpu":
         return torch.randint(int(counts.max()), counts.shape, generator=g) % counts
-    u = torch.rand(counts.shape, generator=g, device=counts.device, dtype=torch.float64)
-    return (u * counts).long().clamp_max(counts - 1)
+    return (torch.rand(counts.shape, generator=g, device=counts.device, dtype=torch.float64) * counts).long()
 
 
 def grid_sample_train(scene: Scene, g: torch.Generator, grid_size: float = 0.02,
