@@ -101,6 +101,31 @@ def prediction_line(line: str, where: str, root: str, base: str,
     return mask_path, label, conf
 
 
+def check_scene_name(scene: str) -> str:
+    """``scene`` as a file stem of the benchmark layouts: no spaces or slashes, not "." or ".."."""
+    if not scene or any(c in scene for c in " \t\n/\\") or scene in (".", ".."):
+        raise ValueError(f"scene: expected a plain file stem without spaces or slashes, got {scene!r}")
+    return scene
+
+
+def prediction_arrays(masks, label_ids, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene's predictions as arrays, checked: (K, N) masks, (K,) integer label ids, (K,) finite float64
+    scores (what every benchmark layout writes; each format adds its own checks of ids and scores)."""
+    masks = np.asarray(masks)
+    label_ids = np.asarray(label_ids).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if masks.ndim != 2:
+        raise ValueError(f"masks: expected shape (K, N), got {masks.shape}")
+    if not len(label_ids) == len(scores) == masks.shape[0]:
+        raise ValueError(f"label_ids, scores: expected {masks.shape[0]} entries like masks, got "
+                         f"{len(label_ids)} and {len(scores)}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores: expected finite confidences")
+    if label_ids.size and not np.array_equal(label_ids, np.round(label_ids)):
+        raise ValueError(f"label_ids: expected integers, got {label_ids}")
+    return masks, label_ids, scores
+
+
 def write_results_json(path, results: dict) -> None:
     """``results`` as JSON, NaN as null (a class without GT), atomically."""
     def safe(obj):

@@ -67,6 +67,8 @@ from ..data.labels import (
 from .ap import MIN_REGION_SIZE, InstanceEvaluator
 from .files import (
     BenchmarkFileError,
+    check_scene_name,
+    prediction_arrays,
     prediction_line,
     read_lines,
     report_missing,
@@ -124,12 +126,6 @@ def _write_ints(path: Path, values: np.ndarray) -> None:
         tmp.write_text(text)
 
 
-def _check_scene(scene: str) -> str:
-    if not scene or any(c in scene for c in " \t\n/\\") or scene in (".", ".."):
-        raise ValueError(f"scene: expected a plain file stem without spaces or slashes, got {scene!r}")
-    return scene
-
-
 def write_predictions(out_dir, scene: str, masks, label_ids, scores) -> Path:
     """Write one scene's predictions: `<scene>.txt` and `predicted_masks/<scene>_<k:03d>.txt`.
 
@@ -138,19 +134,8 @@ def write_predictions(out_dir, scene: str, masks, label_ids, scores) -> Path:
     Returns the scene file's path.
     """
     out_dir = Path(out_dir)
-    _check_scene(scene)
-    masks = np.asarray(masks)
-    label_ids = np.asarray(label_ids).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if masks.ndim != 2:
-        raise ValueError(f"masks: expected shape (K, N), got {masks.shape}")
-    if not len(label_ids) == len(scores) == masks.shape[0]:
-        raise ValueError(f"label_ids, scores: expected {masks.shape[0]} entries like masks, got "
-                         f"{len(label_ids)} and {len(scores)}")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores: expected finite confidences")
-    if label_ids.size and not np.array_equal(label_ids, np.round(label_ids)):
-        raise ValueError(f"label_ids: expected integers, got {label_ids}")
+    check_scene_name(scene)
+    masks, label_ids, scores = prediction_arrays(masks, label_ids, scores)
     lines = []
     for k in range(masks.shape[0]):
         rel = f"{MASK_FOLDER}/{scene}_{k:03d}.txt"
@@ -170,7 +155,7 @@ def write_gt(out_dir, scene: str, label_ids, instance, classes: str | None = Non
     vertices whose label is not one of its instance classes are written as 0 (the evaluation treats
     them as void either way). Returns the file's path.
     """
-    _check_scene(scene)
+    check_scene_name(scene)
     label_ids = np.asarray(label_ids).astype(np.int64).reshape(-1)
     instance = np.asarray(instance).astype(np.int64).reshape(-1)
     if label_ids.shape != instance.shape:

@@ -98,11 +98,6 @@ def _mask_bytes(mask: np.ndarray) -> bytes:
     return text.tobytes()
 
 
-def _check_scene(scene: str) -> None:
-    if not scene or any(c in scene for c in " \t\n/\\") or scene in (".", ".."):
-        raise ValueError(f"scene: expected a plain file stem without spaces or slashes, got {scene!r}")
-
-
 def write_predictions(out_dir, scene: str, masks, label_ids, scores) -> Path:
     """Write one scene's predictions as the toolkit reads them: ``<scene>.txt`` and its mask files.
 
@@ -111,17 +106,9 @@ def write_predictions(out_dir, scene: str, masks, label_ids, scores) -> Path:
     scene file never names a missing mask. Returns the scene file's path.
     """
     out_dir = Path(out_dir)
-    _check_scene(scene)
-    masks = np.asarray(masks) != 0
-    label_ids = np.asarray(label_ids).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if masks.ndim != 2:
-        raise ValueError(f"masks: expected shape (K, N), got {masks.shape}")
-    if not len(label_ids) == len(scores) == masks.shape[0]:
-        raise ValueError(f"label_ids, scores: expected {masks.shape[0]} entries like masks, got "
-                         f"{len(label_ids)} and {len(scores)}")
-    if label_ids.size and not np.array_equal(label_ids, np.round(label_ids)):
-        raise ValueError(f"label_ids: expected integers, got {label_ids}")
+    files.check_scene_name(scene)
+    masks, label_ids, scores = files.prediction_arrays(masks, label_ids, scores)
+    masks = masks != 0
     bad = sorted(set(label_ids.astype(np.int64).tolist()) - set(EVALUATED_IDS))
     if bad:
         raise ValueError(f"label_ids: {bad[:5]} are not ScanNet++ instance class ids; expected the index of "
@@ -165,7 +152,7 @@ def gt_values(semantic_ids, instance) -> np.ndarray:
 
 def write_gt(out_dir, scene: str, semantic_ids, instance) -> Path:
     """Write one scene's GT file (:func:`gt_values`, one integer per vertex); returns its path."""
-    _check_scene(scene)
+    files.check_scene_name(scene)
     values = gt_values(semantic_ids, instance)
     path = Path(out_dir) / f"{scene}.txt"
     with atomic_path(path) as tmp:
