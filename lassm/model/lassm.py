@@ -110,10 +110,9 @@ class LaSSM(nn.Module):
             bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(), ~finite]))
             ids, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
             num_sp = len(ids)
-            sp_feats.append(scatter_mean(feats[v0:v1][inverse.clamp(0, v1 - v0 - 1)], superpoint, num_sp
-                                         ).to(feats.dtype))
-            sp_coords.append(scatter_mean(batch["coord"][v0:v1][inverse.clamp(0, v1 - v0 - 1)], superpoint,
-                                          num_sp))
+            voxel = inverse.clamp(0, v1 - v0 - 1)  # in range even before the check below raises
+            sp_feats.append(scatter_mean(feats[v0:v1][voxel], superpoint, num_sp).to(feats.dtype))
+            sp_coords.append(scatter_mean(batch["coord"][v0:v1][voxel], superpoint, num_sp))
             scenes.append(Scene(superpoint, num_sp, coord, (coord.min(0).values, coord.max(0).values)))
         flags = torch.stack(bad).tolist()  # (B, 2): bad inverse, non-finite coordinates
         for b, ((v0, v1), _) in enumerate(bounds):
