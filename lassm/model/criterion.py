@@ -244,13 +244,13 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
 
 def superpoint_ce(logits: torch.Tensor, sp_labels: torch.Tensor, cfg: CriterionConfig) -> torch.Tensor:
     """Weighted cross-entropy of one scene's superpoint logits (S, C+1) against ``sp_labels`` (S,), IGNORE
-    left out: sum of w[y] CE / sum of w[y] (torch's weighted mean), and 0 (still reaching the logits)
-    where every superpoint is ignored, with no host round trip to find out which case it is."""
+    left out (torch's weighted mean, bit for bit), and 0 (still reaching the logits) where every superpoint
+    is ignored, chosen on the device: no host round trip to find out which case it is. The mean over
+    nothing is NaN, but ``where`` passes it no gradient, and its backward writes none for ignored rows."""
     logits = logits.float()
     weight = _class_weight(logits.shape[1], cfg, logits.device)
-    terms = F.cross_entropy(logits, sp_labels, weight=weight, ignore_index=IGNORE, reduction="none")  # (S,)
-    counted = torch.where(sp_labels == IGNORE, 0.0, weight[sp_labels.clamp_min(0)])  # (S,) w[y], 0 if ignored
-    return terms.sum() / counted.sum().clamp_min(torch.finfo(torch.float32).tiny)
+    mean = F.cross_entropy(logits, sp_labels, weight=weight, ignore_index=IGNORE)
+    return torch.where((sp_labels == IGNORE).all(), logits.sum() * 0.0, mean)
 
 
 def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[InstanceTargets],

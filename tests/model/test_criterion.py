@@ -362,3 +362,22 @@ def test_match_stages_equals_matching_each_stage_and_scene():
                     + cfg.cost_bbox * torch.cdist(centres, tgt.centres, p=1))
             rows, cols = linear_sum_assignment(cost.numpy())
             assert q.tolist() == rows.tolist() and g.tolist() == cols.tolist()
+
+
+def test_superpoint_ce_is_torchs_weighted_mean_and_zero_when_all_ignored():
+    """Bit for bit torch's weighted, ignoring cross-entropy (training stays exactly as before the device-side
+    choice); where every superpoint is ignored, 0 with finite (zero) gradients instead of NaN."""
+    from lassm.config import CriterionConfig
+    from lassm.model.criterion import IGNORE, superpoint_ce
+
+    cfg = CriterionConfig()
+    torch.manual_seed(0)
+    logits = torch.randn(40, 5, requires_grad=True)
+    labels = torch.randint(0, 5, (40,))
+    labels[::3] = IGNORE
+    weight = torch.tensor([1.0, 1, 1, 1, cfg.no_object_weight])
+    expected = F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE)
+    assert torch.equal(superpoint_ce(logits, labels, cfg), expected)
+    value = superpoint_ce(logits, torch.full((40,), IGNORE), cfg)
+    value.backward()
+    assert float(value) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
