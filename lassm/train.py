@@ -204,8 +204,12 @@ def run(cfg: Config, trusted: bool = False) -> dict:
     rank, world, local_rank = distributed(tc.dist_backend)
     run_dir, device = Path(tc.output_root) / tc.experiment, pick_device(tc.device, local_rank)
     exact = tc.deterministic == "always" or (tc.deterministic == "cpu" and device.type == "cpu")
-    with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks for all
-        return _run(cfg, rank, world, device, run_dir, trusted)
+    try:
+        with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks
+            return _run(cfg, rank, world, device, run_dir, trusted)
+    finally:  # the process group's threads stop before the interpreter exits (gloo could abort a rank there)
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def initialise(model: LaSSM, tc, trusted: bool = False, log=print) -> LoadReport | None:
