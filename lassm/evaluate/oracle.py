@@ -23,6 +23,15 @@ from ..data.labels import compact_instances, train_labels
 from .ap import InstanceEvaluator, evaluate_predictions
 
 
+def superpoint_counts(superpoint: np.ndarray, instance: np.ndarray, num_inst: int) -> np.ndarray:
+    """(S, G + 1) points of each instance in each superpoint; column G counts points of no instance.
+
+    superpoint: (N,) compact ids 0..S-1; instance: (N,) compact ids 0..G-1, -1 = none."""
+    counts = np.zeros((int(superpoint.max()) + 1 if superpoint.size else 0, num_inst + 1), np.int64)
+    np.add.at(counts, (superpoint, np.where(instance >= 0, instance, num_inst)), 1)
+    return counts
+
+
 def superpoint_oracle(segment: np.ndarray, instance: np.ndarray, superpoint: np.ndarray,
                       num_classes_total: int, stuff_classes: tuple[int, ...]) -> SimpleNamespace:
     """The oracle's prediction for one scene (scores, classes, masks), as ``evaluate_predictions`` reads it.
@@ -35,9 +44,7 @@ def superpoint_oracle(segment: np.ndarray, instance: np.ndarray, superpoint: np.
     inst = compact_instances(torch.as_tensor(instance), label).numpy()  # (N,) 0..G-1, -1 = none
     sp = np.unique(superpoint, return_inverse=True)[1].ravel()  # (N,) compact 0..S-1
     num_inst = int(inst.max()) + 1 if inst.size and inst.max() >= 0 else 0
-    votes = np.zeros((sp.max() + 1, num_inst + 1), np.int64)  # (S, G+1), column G: no instance
-    np.add.at(votes, (sp, np.where(inst >= 0, inst, num_inst)), 1)
-    owner = votes.argmax(1)  # (S,) majority instance (G = none)
+    owner = superpoint_counts(sp, inst, num_inst).argmax(1)  # (S,) majority instance (G = none)
     masks = owner[sp][None, :] == np.arange(num_inst)[:, None]  # (G, N)
     keep = masks.any(1)
     first = np.array([np.flatnonzero(inst == g)[0] for g in range(num_inst)], dtype=np.int64)
