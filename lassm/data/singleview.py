@@ -232,7 +232,13 @@ def fit_support_plane(
     best = best and _refine(points, *best)
     best = best and _tighten(points, *best)
     count = 0 if best is None else int((np.abs(points @ best[0] + best[1]) < PLANE_INLIER_DIST).sum())
-    if count < max(3, PLANE_MIN_INLIERS * len(points)) or _tilt(best[0]) > max_tilt_degrees:
+    if count >= max(3, PLANE_MIN_INLIERS * len(points)) and _tilt(best[0]) > max_tilt_degrees:
+        raise DataError(  # refined on every point, the best plane leant past the limit
+            f"{name}: no support plane found: the best plane ({count} of {len(points)} valid points) is "
+            f"tilted {float(_tilt(best[0])):.1f} degrees from the sensor's up direction (camera -y), more "
+            f"than {max_tilt_degrees:g}; for views from more steeply above raise data.scan.max_tilt_degrees"
+        )
+    if count < max(3, PLANE_MIN_INLIERS * len(points)):
         raise DataError(
             f"{name}: no support plane found: the best plane within {max_tilt_degrees:g} degrees "
             f"of the sensor's up direction (camera -y) holds {count} of {len(points)} valid points; "

@@ -163,6 +163,19 @@ def test_fit_prefers_the_supporting_plane_to_a_larger_wall_or_box_top():
     assert 0.15 < fit.inlier_fraction < 0.2 and fit.below_fraction < 0.01
 
 
+def test_a_plane_that_leans_past_the_limit_once_refined_says_so():
+    """Hypotheses within the limit, refined on every point just beyond it: the error names the tilt."""
+    rng = np.random.default_rng(0)
+    table = np.c_[rng.uniform(-0.4, 0.4, (20000, 2)), rng.normal(0, 0.004, 20000)]
+    _, rotation, origin = pose(50.0, 0.8)
+    points = table @ rotation + origin
+    tilt = float(np.degrees(np.arccos(sv.fit_support_plane(points).normal @ [0.0, -1.0, 0.0])))
+    expected = (r"t\.pcd: no support plane found: the best plane \(19998 of 20000 valid points\) is tilted "
+                r"50\.0 degrees .* raise data\.scan\.max_tilt")
+    with pytest.raises(DataError, match=expected):
+        sv.fit_support_plane(points, name="t.pcd", max_tilt_degrees=tilt - 0.005)
+
+
 def test_fit_fails_without_a_plausible_plane():
     cloud = np.random.default_rng(0).uniform(-0.5, 0.5, (5000, 3)) + [0, 0, 1.5]
     with pytest.raises(DataError, match=r"scan\.pcd: no support plane found"):
