@@ -20,7 +20,9 @@ ties (flat, noise-free surfaces) and NaN weights are visited in the same order; 
 sort changes the partition there.
 
 :func:`segment_points` runs the same weights and segmentation on a kNN graph of a point
-cloud. ``python -m lassm.data.superpoints MESH.ply`` writes ScanNet's ``*.segs.json``.
+cloud, with the normals of :mod:`lassm.data.normals` (:func:`estimate_normals` and
+:func:`knn_neighbours` are importable from here too). ``python -m lassm.data.superpoints
+MESH.ply`` writes ScanNet's ``*.segs.json``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,11 @@ from pathlib import Path
 
 import numpy as np
 from numba import njit
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import minimum_spanning_tree
-from scipy.spatial import cKDTree
 
 from ..cli import run_command
 from .io import DataError, read_mesh_ply, write_json
 from .mesh import warn_degenerate
+from .normals import estimate_normals, knn_neighbours
 from .stdsort import std_argsort
 
 _ONE = np.float32(1.0)
@@ -189,96 +189,6 @@ def segment_mesh(
 
 
 # ----------------------------------------------------------------------------- point clouds
-
-
-@njit(**_JIT)
-def _propagate_signs(indptr, indices, normals):
-    """Walk a spanning forest breadth-first, flipping each normal to agree with its parent."""
-    n = indptr.shape[0] - 1
-    sign = np.zeros(n, np.float64)  # 0: not reached yet
-    piece = np.empty(n, np.int64)
-    queue = np.empty(n, np.int64)
-    n_pieces = 0
-    for root in range(n):
-        if sign[root] != 0:
-            continue
-        sign[root], piece[root], queue[0] = 1, n_pieces, root
-        head, tail = 0, 1
-        while head < tail:
-            u = queue[head]
-            head += 1
-            for j in range(indptr[u], indptr[u + 1]):
-                v = indices[j]
-                if sign[v] == 0:
-                    dot = normals[u, 0] * normals[v, 0] + normals[u, 1] * normals[v, 1]
-                    dot += normals[u, 2] * normals[v, 2]
-                    sign[v] = sign[u] if dot >= 0 else -sign[u]
-                    piece[v], queue[tail] = n_pieces, v
-                    tail += 1
-        n_pieces += 1
-    return sign, piece
-
-
-def _orient(coord, neighbours, normals, viewpoint):
-    """Consistent signs for PCA normals: flip along a minimum spanning tree of the kNN graph
-    weighted by ``1 - |n_a . n_b|`` (Hoppe et al. 1992), then turn each connected piece so
-    that most of its normals face ``viewpoint``."""
-    rows = np.repeat(np.arange(len(coord)), neighbours.shape[1])
-    cols = neighbours.ravel()
-    cost = 1.0 - np.abs(np.einsum("ij,ij->i", normals[rows], normals[cols])) + 1e-6  # > 0
-    tree = minimum_spanning_tree(coo_matrix((cost, (rows, cols)), shape=(len(coord),) * 2))
-    tree = (tree + tree.T).tocsr()
-    sign, piece = _propagate_signs(tree.indptr, tree.indices.astype(np.int64), normals)
-    normals = normals * sign[:, None]
-    facing = np.sign(np.einsum("ij,ij->i", normals, viewpoint - coord))
-    vote = np.bincount(piece, weights=facing)  # (pieces,)
-    return np.where(vote[piece, None] < 0, -normals, normals)
-
-
-def estimate_normals(coord, neighbours, viewpoint=None) -> np.ndarray:
-    """Point-cloud stand-in for the Segmentator's vertex normal; (N, 3) float32.
-
-    coord: (N, 3); neighbours: (N, k) indices. The Segmentator averages the unit normals of
-    the faces around a vertex without renormalising, so its normal is shorter where the
-    surface bends or is noisy, which raises the weights there. We average the unit normals
-    of an umbrella of triangles (p, q_i, q_i+1) over the neighbours in angular order around
-    the PCA normal, leaving out triangles across a gap wider than 180 degrees. PCA normals
-    have no sign, and a flip would make ``1 - n_a . n_b`` close to 2: :func:`_orient` makes
-    them consistent, facing ``viewpoint`` (default: the bounding-box centre, right for a
-    room scanned from inside; pass the sensor position for a single view). That side also
-    sets which edges count as convex.
-    """
-    coord = np.asarray(coord, np.float64)
-    offsets = coord[neighbours] - coord[:, None]  # (N, k, 3)
-    centred = offsets - offsets.mean(axis=1, keepdims=True)
-    _, eigvec = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))  # (N, 3, 3)
-    if viewpoint is None:
-        viewpoint = (coord.min(axis=0) + coord.max(axis=0)) / 2
-    pca = _orient(coord, neighbours, eigvec[:, :, 0], np.asarray(viewpoint, np.float64))
-    tangent = np.cross(pca, np.where(np.abs(pca[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
-    angle = np.arctan2(np.einsum("nkj,nj->nk", offsets, np.cross(pca, tangent)),
-                       np.einsum("nkj,nj->nk", offsets, tangent))  # (N, k) around pca
-    order = np.argsort(angle, axis=1)
-    offsets = np.take_along_axis(offsets, order[:, :, None], axis=1)
-    angle = np.take_along_axis(angle, order, axis=1)
-    cross = np.cross(offsets, np.roll(offsets, -1, axis=1))  # (N, k, 3) along pca
-    length = np.linalg.norm(cross, axis=2)
-    valid = ((np.roll(angle, -1, axis=1) - angle) % (2 * np.pi) < np.pi) & (length > 0)
-    unit = cross / np.where(valid, length, 1)[:, :, None] * valid[:, :, None]
-    count = valid.sum(axis=1, keepdims=True)
-    normals = np.where(count > 0, unit.sum(axis=1) / np.maximum(count, 1), pca)
-    return normals.astype(np.float32)
-
-
-def knn_neighbours(coord: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) int64 indices of each point's ``k`` nearest other points, nearest first (the kNN graph of
-    :func:`segment_points`; a duplicate of the point may stand in for itself)."""
-    coord = np.asarray(coord)
-    _, found = cKDTree(coord).query(coord, k=k + 1)  # (N, k+1), mostly the point itself first
-    keep = found != np.arange(len(coord))[:, None]
-    keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
-    return found[keep].reshape(len(coord), k)
 
 
 def segment_points(
