@@ -44,7 +44,7 @@ from plyfile import PlyData, PlyElement
 
 from .cli import check_output_dir, dash_values, run_command
 from .config import Config
-from .data.io import DataError, Mesh, atomic_path, write_mesh_ply
+from .data.io import DataError, Mesh, atomic_path, save_npz, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
 from .evaluate.export import semantic_label_ids
 from .evaluate.semantic import write_labels
@@ -154,9 +154,9 @@ def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
     extra = {} if scan["plane"] is None else {"table_from_camera": scan["plane"]["table_from_camera"]}
     if semantic is not None:
         extra.update(semantic=semantic, semantic_class_names=np.array(semantic_names, dtype=str))
-    with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
-        np.savez_compressed(
-            f, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
+    with atomic_path(paths["npz"]) as tmp:
+        save_npz(
+            tmp, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
             class_names=np.array([class_names[c] for c in classes], dtype=str).reshape(len(classes)),
             superpoint=scan["superpoint"], point_index=scan["point_index"], instance=owner,
             coord=scan["coord"], **extra)

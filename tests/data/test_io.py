@@ -26,6 +26,19 @@ def test_ply_round_trip(tmp_path, binary):
     assert [p.name for p in tmp_path.iterdir()] == ["m.ply"]  # no temporary file left
 
 
+def test_save_npz_loads_as_savez_compressed(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"masks": rng.random((5, 1000)) < 0.1, "coord": rng.random((1000, 3), dtype=np.float32),
+              "names": np.array(["chair", "table"]), "scalar": np.array(3.5), "empty": np.zeros((0, 3))}
+    io.save_npz(tmp_path / "fast.npz", **arrays)
+    np.savez_compressed(tmp_path / "numpy.npz", **arrays)
+    with np.load(tmp_path / "fast.npz", allow_pickle=False) as fast, np.load(tmp_path / "numpy.npz") as ref:
+        assert fast.files == ref.files
+        for key in ref.files:
+            assert fast[key].dtype == ref[key].dtype and fast[key].shape == ref[key].shape
+            assert fast[key].tobytes() == ref[key].tobytes()
+
+
 def test_ply_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"nope\.ply: mesh file not found"):
         io.read_mesh_ply(tmp_path / "nope.ply")
