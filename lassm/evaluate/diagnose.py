@@ -80,8 +80,7 @@ def diagnose_scene(model, cfg, arrays: dict, device) -> dict:
     counts = superpoint_counts(superpoint, instance, num_inst)  # (S, G + 1)
     stages = [mask_quality((st.masks[0].float().sigmoid() > 0.5).cpu().numpy(), counts)
               for st in out.decoder.stages]
-    kept = mask_quality(pred.sp_masks.cpu().numpy(), counts) if pred.sp_masks is not None else \
-        mask_quality(np.zeros((0, len(counts)), bool), counts)
+    kept = mask_quality(pred.sp_masks.cpu().numpy(), counts)  # LaSSM.predict keeps superpoint masks
     return {"instances": num_inst, "points": counts[:, :-1].sum(0).tolist(),
             "seeded": seeded(out.decoder.select_idx[0].cpu().numpy(), counts).tolist(),
             "stages": [{k: v.tolist() for k, v in vars(q).items()} for q in stages],
