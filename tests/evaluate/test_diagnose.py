@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lassm import config
 from lassm.data.dataset import SceneDataset
-from lassm.data.prepare import prepare
 from lassm.evaluate.diagnose import main, mask_quality, seeded, summarise
 from lassm.evaluate.oracle import superpoint_counts
 from lassm.inference import gt_instances
-from lassm.model import LaSSM
 
 
 def counts_abc() -> np.ndarray:
@@ -63,13 +60,10 @@ def test_summary_pools_instances_over_scenes():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rooms")
-    prepare("synthetic", root / "raw", root / "out", num_rooms=3, room_size="small")  # 2 train, 1 val
-    cfg = config.tiny(config.synthetic(root=str(root / "out")))
-    torch.manual_seed(0)
-    path = root / "model.pth"
-    torch.save({"model": LaSSM(cfg.model).eval().state_dict(), "config": cfg.to_dict()}, path)
+def checkpoint(tiny_model, tmp_path_factory):
+    model, cfg = tiny_model
+    path = tmp_path_factory.mktemp("diagnose") / "model.pth"
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
     return path, cfg
 
 

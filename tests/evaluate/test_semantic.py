@@ -9,11 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from lassm import config
 from lassm.data.io import DataError
-from lassm.data.prepare import prepare
 from lassm.evaluate import export, formats
 from lassm.evaluate.semantic import (
     SemanticEvaluator,
@@ -22,7 +19,6 @@ from lassm.evaluate.semantic import (
     semantic_classes,
     write_labels,
 )
-from lassm.model import LaSSM
 
 
 def brute_force_iou(scenes: list[tuple[np.ndarray, np.ndarray]], ids: tuple[int, ...]) -> dict[int, float]:
@@ -127,14 +123,10 @@ def test_bad_label_files_name_the_file_and_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tiny_model, tmp_path_factory):
     """Two tiny synthetic scenes (the val split of 3 rooms plus one train room) exported by a tiny model."""
-    root = tmp_path_factory.mktemp("rooms")
-    prepare("synthetic", root / "raw", root / "out", num_rooms=3, room_size="small")  # 2 train, 1 val
-    cfg = config.tiny(config.synthetic(root=str(root / "out")))
-    torch.manual_seed(0)
-    model = LaSSM(cfg.model).eval()
-    out = root / "bench"
+    model, cfg = tiny_model
+    out = tmp_path_factory.mktemp("semantic") / "bench"
     for split in ("val", "train"):
         export.export_split(model, cfg, split, out, "cpu", max_scenes=1)
     return model, cfg, out
