@@ -6,7 +6,8 @@ each), plus the two groupings that sum them: by output (forward) and by input (b
 
 * :func:`build_subm_map`: submanifold convolution, output voxels = input voxels; the input of
   output ``v`` under offset k is the voxel at ``v + o_k``, offsets ``-r..r`` per axis with z
-  varying fastest (the flattening order of spconv's ``(out, kx, ky, kz, in)`` weights).
+  varying fastest (the flattening order of spconv's ``(out, kx, ky, kz, in)`` weights). On the
+  CPU the same pairs come from :mod:`lassm.sparse.cpu_index` (merging and counting, 4x faster).
 * :func:`build_down_map`: kernel-2 stride-2 convolution; each voxel has one parent at
   ``coord // 2`` and sits in its slot ``k = 4 (x % 2) + 2 (y % 2) + z % 2``. The inverse
   convolution reads the same pairs backwards (output to input).
@@ -23,6 +24,7 @@ from itertools import product
 
 import torch
 
+from . import cpu_index
 from .tensor import linear_keys, unravel_keys
 
 
@@ -101,10 +103,15 @@ def build_subm_map(coords: torch.Tensor, spatial_shape, kernel_size: int) -> Sub
     if kernel_size % 2 != 1:
         raise ValueError(f"kernel_size: a submanifold kernel must be odd, got {kernel_size}")
     n = coords.shape[0]
-    table = neighbour_table(coords, spatial_shape, kernel_size).t()  # (K, N)
-    found = table < n
-    k, out_idx = torch.nonzero(found, as_tuple=True)  # offset-major already
-    pairs = make_pairs(table[found], out_idx, k, kernel_size ** 3, n, n)
+    if coords.device.type == "cpu" and cpu_index.ENABLED:  # the same pairs, by merging and counting
+        in_idx, out_idx, counts, by_out, out_offsets, by_in, in_offsets = cpu_index.subm_pairs(
+            cpu_index.neighbour_table(coords, spatial_shape, kernel_size))
+        pairs = KernelPairs(in_idx, out_idx, counts, by_out, out_offsets, by_in, in_offsets, n, n)
+    else:
+        table = neighbour_table(coords, spatial_shape, kernel_size).t()  # (K, N)
+        found = table < n
+        k, out_idx = torch.nonzero(found, as_tuple=True)  # offset-major already
+        pairs = make_pairs(table[found], out_idx, k, kernel_size ** 3, n, n)
     pairs.identity_offset = kernel_size ** 3 // 2  # the zero offset: each voxel is its own neighbour
     return SubmMap(pairs, kernel_size, tuple(spatial_shape))
 
