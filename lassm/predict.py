@@ -37,6 +37,7 @@ import glob
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -124,43 +125,52 @@ def write_outputs(out_dir: str | Path, stem: str, scan: dict, pred: Prediction,
     paths = output_paths(out_dir, stem)
     semantic = None if pred.semantic is None or not semantic_names else \
         pred.semantic.cpu().numpy().astype(np.int64)  # (N,)
-    if semantic is not None:
-        if len(semantic) and semantic.max() >= len(semantic_names):
-            raise ValueError(f"semantic_names: expected at least {semantic.max() + 1} class names, got "
-                             f"{len(semantic_names)}")
-        ids = np.arange(1, len(semantic_names) + 1) if semantic_ids is None else np.asarray(semantic_ids)
-        label_ids = np.where(semantic >= 0, ids[np.clip(semantic, 0, None)], 0)  # (N,) 0 = background
-        write_labels(out_dir, paths["semantic"].stem, label_ids)
+    if semantic is not None and len(semantic) and semantic.max() >= len(semantic_names):
+        raise ValueError(f"semantic_names: expected at least {semantic.max() + 1} class names, got "
+                         f"{len(semantic_names)}")
     masks = pred.masks.cpu().numpy()  # (K, N) bool
     classes = pred.classes.cpu().numpy().astype(np.int64)  # (K,) train labels = instance-class indices
     owner = point_instances(masks)  # (N,)
-    palette = np.concatenate([instance_palette(len(masks)), np.full((1, 3), GREY, np.uint8)])
-    colors = palette[owner]  # (N, 3); owner -1 picks the grey last row
-    if scan["faces"] is not None:
-        write_mesh_ply(paths["ply"], Mesh(vertices=scan["source_coord"], colors=colors, faces=scan["faces"]))
-    else:
-        vertex = np.empty(len(colors), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
-                                              ("green", "u1"), ("blue", "u1"), ("instance", "<i4")])
-        for i, k in enumerate("xyz"):
-            vertex[k] = scan["source_coord"][:, i]
-        for i, k in enumerate(("red", "green", "blue")):
-            vertex[k] = colors[:, i]
-        vertex["instance"] = owner
-        with atomic_path(paths["ply"]) as tmp, open(tmp, "wb") as f:
-            PlyData([PlyElement.describe(vertex, "vertex")]).write(f)
-    if html:
-        extra_modes = {} if semantic is None else {"semantic": semantic_colors(semantic, len(semantic_names))}
-        write_html_view(paths["html"], scan, colors, title=f"{stem}: {len(masks)} instances", **extra_modes)
     extra = {} if scan["plane"] is None else {"table_from_camera": scan["plane"]["table_from_camera"]}
     if semantic is not None:
         extra.update(semantic=semantic, semantic_class_names=np.array(semantic_names, dtype=str))
-    with atomic_path(paths["npz"]) as tmp:
-        save_npz(
-            tmp, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
+    # the npz compresses on a thread (zlib lets go of the GIL) while the other files are written, and
+    # is renamed into place after them
+    with atomic_path(paths["npz"]) as tmp, ThreadPoolExecutor(1) as pool:
+        saving = pool.submit(
+            save_npz, tmp, masks=masks, classes=classes, scores=pred.scores.float().cpu().numpy(),
             class_names=np.array([class_names[c] for c in classes], dtype=str).reshape(len(classes)),
             superpoint=scan["superpoint"], point_index=scan["point_index"], instance=owner,
             coord=scan["coord"], **extra)
+        if semantic is not None:
+            ids = np.arange(1, len(semantic_names) + 1) if semantic_ids is None else np.asarray(semantic_ids)
+            label_ids = np.where(semantic >= 0, ids[np.clip(semantic, 0, None)], 0)  # (N,) 0 = background
+            write_labels(out_dir, paths["semantic"].stem, label_ids)
+        palette = np.concatenate([instance_palette(len(masks)), np.full((1, 3), GREY, np.uint8)])
+        colors = palette[owner]  # (N, 3); owner -1 picks the grey last row
+        write_instances_ply(paths["ply"], scan, colors, owner)
+        if html:
+            modes = {} if semantic is None else {"semantic": semantic_colors(semantic, len(semantic_names))}
+            write_html_view(paths["html"], scan, colors, title=f"{stem}: {len(masks)} instances", **modes)
+        saving.result()
     return paths
+
+
+def write_instances_ply(path: Path, scan: dict, colors: np.ndarray, owner: np.ndarray) -> None:
+    """The scan's points (or mesh) in the file's coordinates, coloured by instance; clouds also carry
+    each point's ``instance`` (-1 = none)."""
+    if scan["faces"] is not None:
+        write_mesh_ply(path, Mesh(vertices=scan["source_coord"], colors=colors, faces=scan["faces"]))
+        return
+    vertex = np.empty(len(colors), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
+                                          ("green", "u1"), ("blue", "u1"), ("instance", "<i4")])
+    for i, k in enumerate("xyz"):
+        vertex[k] = scan["source_coord"][:, i]
+    for i, k in enumerate(("red", "green", "blue")):
+        vertex[k] = colors[:, i]
+    vertex["instance"] = owner
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        PlyData([PlyElement.describe(vertex, "vertex")]).write(f)
 
 
 def write_html_view(path: Path, scan: dict, instance_colors: np.ndarray, title: str,

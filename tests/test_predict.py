@@ -174,6 +174,22 @@ def test_cli_masks_equal_the_validation_path(tmp_path, checkpoint):
     assert written.tolist() == [int(table[s]) if s >= 0 else 0 for s in expected.semantic.tolist()]
 
 
+def test_npz_is_renamed_into_place_last_and_not_at_all_when_a_view_fails(tmp_path, checkpoint, monkeypatch):
+    xyz, rgb = room(1500)
+    np.save(tmp_path / "scan.npy", np.c_[xyz, rgb].astype(np.float32))
+    seen = []
+
+    def view(path, *args, **kwargs):  # the npz (compressing meanwhile on a thread) must not be there yet
+        seen.append(sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")))
+        raise ValueError("no view today")
+
+    monkeypatch.setattr(predict, "write_html_view", view)
+    rows = predict.run(checkpoint, tmp_path / "scan.npy", tmp_path / "out")
+    assert rows[0]["status"] == "failed" and "no view today" in rows[0]["error"]
+    assert seen == [["scan_instances.ply", "scan_semantic.txt"]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan_instances.ply", "scan_semantic.txt"]
+
+
 def test_point_instances_matches_a_loop():
     rng = np.random.default_rng(1)
     masks = rng.random((5, 200)) < 0.3
