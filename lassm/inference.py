@@ -31,6 +31,7 @@ from .data.io import DataError
 from .data.labels import compact_instances, train_labels
 from .model import LaSSM, Prediction, load_lassm_checkpoint
 from .model.checkpoint import read_checkpoint
+from .model.geometric_split import split_prediction
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -125,9 +126,18 @@ def prepare_input(arrays, cfg: Config, device: str | torch.device) -> dict[str, 
 
 @torch.no_grad()
 def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device) -> Prediction:
-    """One scene's instances (eval mode): masks over the points of ``arrays``, best first."""
+    """One scene's instances (eval mode): masks over the points of ``arrays``, best first; cut along the
+    gaps between objects when ``model.postprocess.split_radius`` > 0 (:mod:`lassm.model.geometric_split`)."""
     model.eval()
-    return model.predict(prepare_input(arrays, cfg, device))[0]
+    pred = model.predict(prepare_input(arrays, cfg, device))[0]
+    post = cfg.model.postprocess
+    if post.split_radius > 0:
+        if cfg.data.scan.frame != "support_plane":
+            raise ValueError(f"model.postprocess.split_radius: the geometric split needs single-view scans "
+                             f"in the support plane's frame (data.scan.frame 'support_plane'), got "
+                             f"{cfg.data.scan.frame!r}; set it to 0")
+        pred = split_prediction(pred, np.asarray(arrays["coord"]), post.split_radius, post.npoint_thr)
+    return pred
 
 
 def has_labels(arrays) -> bool:

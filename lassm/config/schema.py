@@ -296,9 +296,16 @@ class PostprocessConfig:
     # spec 11.2.6: matrix NMS divides by (1 - compensation), zero for two identical masks; we clamp it
     # at this epsilon. 0.0 reproduces the reference's division.
     nms_eps: float = 1e-6
+    # not in the reference: on single-view scans (data.scan.frame "support_plane") cut every kept mask
+    # along the Euclidean clusters of the points above the table, points closer than this many metres
+    # linked (lassm.model.geometric_split); 0 = off, the reference's behaviour (the tabletop preset: 0.015)
+    split_radius: float = 0.0
 
     def __post_init__(self):
         check_positive(self, "model.postprocess", ("topk_insts",))
+        if not 0 <= self.split_radius < 1:
+            raise ValueError(f"model.postprocess.split_radius: expected metres in [0, 1), 0 = off, "
+                             f"got {self.split_radius}")
         if self.nms_kernel not in ("linear", "gaussian"):
             raise ValueError(f"model.postprocess.nms_kernel: expected 'linear' or 'gaussian', "
                              f"got {self.nms_kernel!r}")

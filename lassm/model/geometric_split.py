@@ -1,0 +1,101 @@
+"""Geometric splitting of predicted masks on single-view tabletop scans (not in the reference).
+
+On a table, objects that do not touch are apart in space: the points above the support plane fall into
+Euclidean clusters (points closer than ``radius`` linked, as PCL's cluster extraction does), and a
+mask that spans two clusters spans two objects. LaSSM's masks are dot products of a query with
+superpoint features and know nothing of that gap; trained on synthetic frames they merge neighbouring
+objects in clutter. :func:`split_prediction` cuts every kept mask along the clusters: each piece of more
+than ``npoint_thr`` points becomes an instance scored ``score x piece share of the mask``, the mask's
+points on the table are dropped, and a piece whose IoU with a better-scored piece exceeds ``dedup_iou``
+is dropped. Objects that touch stay as the model separated them.
+
+Used by :func:`lassm.inference.predict_arrays` (validation, evaluation, ``predict``) when
+``model.postprocess.split_radius`` > 0 (the ``tabletop`` preset; 0, the reference's behaviour, elsewhere),
+on scans in the support plane's frame (z = height above the table). The same clusters, alone, are the
+model-free baseline of :mod:`lassm.evaluate.baseline`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from .postprocess import Prediction
+
+HEIGHT = 0.005  # metres above the support plane: lower points are the table
+
+
+def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
+                       min_points: int = 1) -> np.ndarray:
+    """(N,) cluster id of each point (-1: table or a dropped cluster); ids 0..K-1, largest first.
+
+    coord: (N, 3) in the support plane's frame (z = height above the table, metres); clusters of fewer
+    than ``min_points`` points are dropped."""
+    for name, value in (("radius", radius), ("height", height)):
+        if not value > 0:
+            raise ValueError(f"{name}: expected a positive distance in metres, got {value!r}")
+    if min_points < 1:
+        raise ValueError(f"min_points: expected >= 1, got {min_points!r}")
+    coord = np.asarray(coord, dtype=np.float64)
+    if coord.ndim != 2 or coord.shape[1] != 3:
+        raise ValueError(f"coord: expected (N, 3), got {coord.shape}")
+    above = np.flatnonzero(coord[:, 2] > height)
+    out = np.full(len(coord), -1, np.int64)
+    if above.size == 0:
+        return out
+    pairs = cKDTree(coord[above]).query_pairs(radius, output_type="ndarray")  # (P, 2)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(above.size,) * 2)
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    kept = np.flatnonzero(sizes >= min_points)
+    kept = kept[np.argsort(-sizes[kept], kind="stable")]  # largest first
+    rank = np.full(sizes.size, -1, np.int64)
+    rank[kept] = np.arange(kept.size)
+    out[above] = rank[component]
+    return out
+
+
+def split_prediction(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
+                     height: float = HEIGHT, dedup_iou: float = 0.8) -> Prediction:
+    """``pred`` with every mask cut along the Euclidean clusters of ``coord`` (see the module doc).
+
+    pred: superpoint masks (as ``LaSSM.predict`` gives them); coord: (N, 3) the scene's points in the
+    support plane's frame, in the order of ``pred.superpoint``. Returns a new Prediction, best first."""
+    if pred.sp_masks is None or pred.superpoint is None:
+        raise ValueError("pred: expected superpoint masks (sp_masks and superpoint), as LaSSM.predict gives")
+    superpoint = pred.superpoint.cpu().numpy()
+    if len(coord) != len(superpoint):
+        raise ValueError(f"coord: expected {len(superpoint)} points (the prediction's), got {len(coord)}")
+    num_sp = pred.sp_masks.shape[1]
+    cluster = euclidean_clusters(coord, radius, height)
+    count = int(cluster.max()) + 1
+    votes = np.zeros((num_sp, count + 1), np.int64)  # points of each cluster (column 0: none) per superpoint
+    np.add.at(votes, (superpoint, cluster + 1), 1)
+    sp_cluster = votes.argmax(1) - 1  # (S,) majority cluster, -1 = table / none
+    size = votes.sum(1).astype(np.float64)  # (S,) points
+    masks = pred.sp_masks.cpu().numpy()
+    onehot = sp_cluster[:, None] == np.arange(count)[None, :]  # (S, C)
+    piece_size = (masks * size) @ onehot  # (K, C) points of mask k in cluster c
+    mask_size = np.maximum(masks @ size, 1.0)
+    k, c = np.nonzero(piece_size > npoint_thr)
+    pieces = masks[k] & onehot[:, c].T  # (P, S)
+    scores = pred.scores.cpu().numpy()[k] * piece_size[k, c] / mask_size[k]
+    order = np.argsort(-scores, kind="stable")
+    pieces, scores, k = pieces[order], scores[order], k[order]
+    weighted = pieces * size  # (P, S)
+    inter = weighted @ pieces.T.astype(np.float64)  # (P, P) shared points
+    area = weighted.sum(1)
+    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1.0)
+    keep: list[int] = []
+    for i in range(len(scores)):
+        if not keep or iou[i, keep].max() <= dedup_iou:
+            keep.append(i)
+    where = pred.scores.device
+    source = torch.as_tensor(k[keep], dtype=torch.long, device=where)  # the mask each piece came from
+    return Prediction(scores=torch.as_tensor(scores[keep], dtype=pred.scores.dtype, device=where),
+                      classes=pred.classes[source], queries=pred.queries[source],
+                      sp_masks=torch.as_tensor(pieces[keep], device=pred.sp_masks.device),
+                      superpoint=pred.superpoint, semantic=pred.semantic)

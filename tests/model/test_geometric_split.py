@@ -1,0 +1,88 @@
+"""Cutting predicted masks along the gaps between objects on a table (not in the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lassm.config import preset
+from lassm.model.geometric_split import split_prediction
+from lassm.model.postprocess import Prediction
+
+
+def block(x0: float, size: float = 0.06, step: float = 0.005) -> np.ndarray:
+    """Points filling the top and side faces of a cube standing on the table at x = x0 (metres)."""
+    ticks = np.arange(0, size + 1e-9, step)
+    top = np.array([(x, y, size) for x in ticks for y in ticks])
+    side = np.array([(x, 0.0, z) for x in ticks for z in ticks[2:]])
+    return np.concatenate([top, side]) + [x0, 0.0, 0.0]
+
+
+@pytest.fixture()
+def scene():
+    """Objects A (x = 0) and B (x = 0.1, 4 cm apart) and a table; superpoints: A0, A1 (A's two faces),
+    B0, B1 likewise, T (the table). Returns coord, superpoint ids and the points of each superpoint."""
+    a, b = block(0.0), block(0.1)
+    table = np.array([(x, y, 0.0) for x in np.arange(-0.1, 0.3, 0.01) for y in np.arange(-0.1, 0.1, 0.01)])
+    parts = [a[:169], a[169:], b[:169], b[169:], table]  # 13 x 13 top points, then the side
+    coord = np.concatenate(parts)
+    superpoint = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    return coord, torch.as_tensor(superpoint), [len(p) for p in parts]
+
+
+def prediction(sp_masks, scores, superpoint) -> Prediction:
+    k = len(scores)
+    return Prediction(scores=torch.tensor(scores), classes=torch.arange(k) + 3, queries=torch.arange(k) * 10,
+                      sp_masks=torch.tensor(sp_masks), superpoint=superpoint)
+
+
+def test_a_mask_over_two_apart_objects_becomes_one_instance_each_scored_by_its_share(scene):
+    coord, superpoint, sizes = scene
+    merged = [[True, True, True, True, True]]  # both objects and the table
+    out = split_prediction(prediction(merged, [0.9], superpoint), coord, radius=0.015, npoint_thr=100)
+    assert out.sp_masks.tolist() == [[True, True, False, False, False], [False, False, True, True, False]]
+    total = sum(sizes)
+    assert torch.allclose(out.scores, torch.tensor([0.9 * (sizes[0] + sizes[1]) / total] * 2))
+    assert out.classes.tolist() == [3, 3] and out.queries.tolist() == [0, 0]
+    assert out.masks.shape == (2, len(coord)) and out.masks[0].sum() == sizes[0] + sizes[1]
+
+
+def test_a_mask_on_one_object_is_kept_and_duplicates_and_small_pieces_go(scene):
+    coord, superpoint, sizes = scene
+    masks = [[True, True, False, False, False],  # A, 0.8
+             [True, True, False, False, False],  # A again, lower: a duplicate
+             [False, False, True, False, False]]  # B's top only: 169 points
+    pred = prediction(masks, [0.8, 0.7, 0.6], superpoint)
+    out = split_prediction(pred, coord, radius=0.015, npoint_thr=100)
+    assert out.sp_masks.tolist() == [masks[0], masks[2]] and out.scores.tolist() == pytest.approx([0.8, 0.6])
+    assert out.queries.tolist() == [0, 20]
+    small = split_prediction(pred, coord, radius=0.015, npoint_thr=200)
+    assert small.sp_masks.tolist() == [masks[0]]  # B's top is under 200 points
+
+
+def test_a_radius_wider_than_the_gap_keeps_the_merged_mask(scene):
+    coord, superpoint, sizes = scene
+    out = split_prediction(prediction([[True, True, True, True, False]], [0.9], superpoint), coord,
+                           radius=0.05, npoint_thr=100)
+    assert out.sp_masks.tolist() == [[True, True, True, True, False]]
+    assert out.scores.tolist() == pytest.approx([0.9])
+
+
+def test_needs_superpoint_masks_and_matching_points(scene):
+    coord, superpoint, _ = scene
+    pred = prediction([[True, True, True, True, True]], [0.9], superpoint)
+    with pytest.raises(ValueError, match="coord"):
+        split_prediction(pred, coord[:-1], radius=0.015)
+    one = torch.zeros(1, dtype=torch.long)
+    point_masks = Prediction(scores=torch.ones(1), classes=one, queries=one,
+                             masks=torch.ones(1, len(coord), dtype=torch.bool))
+    with pytest.raises(ValueError, match="superpoint masks"):
+        split_prediction(point_masks, coord, radius=0.015)
+
+
+def test_config_checks_the_radius_and_the_tabletop_preset_splits():
+    assert preset("tabletop").model.postprocess.split_radius == pytest.approx(0.015)
+    assert preset("mosd").model.postprocess.split_radius == 0.0  # the reference's behaviour
+    with pytest.raises(ValueError, match="split_radius"):
+        preset("tabletop").model.postprocess.__class__(split_radius=-0.01)
