@@ -31,7 +31,7 @@ from .data.io import DataError
 from .data.labels import compact_instances, train_labels
 from .model import LaSSM, Prediction, load_lassm_checkpoint
 from .model.checkpoint import read_checkpoint
-from .model.geometric_split import split_prediction
+from .model.geometric_split import partition_clusters, split_prediction
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -136,7 +136,8 @@ def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device
             raise ValueError(f"model.postprocess.split_radius: the geometric split needs single-view scans "
                              f"in the support plane's frame (data.scan.frame 'support_plane'), got "
                              f"{cfg.data.scan.frame!r}; set it to 0")
-        pred = split_prediction(pred, np.asarray(arrays["coord"]), post.split_radius, post.npoint_thr)
+        split = partition_clusters if post.split_mode == "partition" else split_prediction
+        pred = split(pred, np.asarray(arrays["coord"]), post.split_radius, post.npoint_thr)
     return pred
 
 

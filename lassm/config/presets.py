@@ -162,7 +162,7 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     cfg.data.val_root = real_root
     cfg.augment.jitter_sigma = 0.002
     cfg.train.batch_size, cfg.train.lr, cfg.train.epochs, cfg.train.steps_per_epoch = 6, 2e-3, 30, 100
-    cfg.model.postprocess.split_radius = 0.015
+    cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = 0.015, "partition"
     cfg.train.eval_interval, cfg.train.experiment = ((1, 1),), "tabletop"
     return cfg
 

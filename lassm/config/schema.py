@@ -300,9 +300,15 @@ class PostprocessConfig:
     # along the Euclidean clusters of the points above the table, points closer than this many metres
     # linked (lassm.model.geometric_split); 0 = off, the reference's behaviour (the tabletop preset: 0.015)
     split_radius: float = 0.0
+    # "cut": each mask cut into its parts in the clusters; "partition": the clusters are the objects except
+    # where the model's masks divide one into sizeable parts (lassm.model.geometric_split)
+    split_mode: str = "cut"
 
     def __post_init__(self):
         check_positive(self, "model.postprocess", ("topk_insts",))
+        if self.split_mode not in ("cut", "partition"):
+            raise ValueError(f"model.postprocess.split_mode: expected 'cut' or 'partition', "
+                             f"got {self.split_mode!r}")
         if not 0 <= self.split_radius < 1:
             raise ValueError(f"model.postprocess.split_radius: expected metres in [0, 1), 0 = off, "
                              f"got {self.split_radius}")

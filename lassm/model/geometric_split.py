@@ -9,8 +9,14 @@ than ``npoint_thr`` points becomes an instance scored ``score x piece share of t
 points on the table are dropped, and a piece whose IoU with a better-scored piece exceeds ``dedup_iou``
 is dropped. Objects that touch stay as the model separated them.
 
+:func:`partition_clusters` goes further, the other way round: the clusters are the objects, except where
+the model's pieces divide a cluster into two or more sizeable parts (touching objects the model tells
+apart). Objects apart are then whole whatever the masks missed of them, and a cluster no mask reached
+still comes out, scored low.
+
 Used by :func:`lassm.inference.predict_arrays` (validation, evaluation, ``predict``) when
 ``model.postprocess.split_radius`` > 0 (the ``tabletop`` preset; 0, the reference's behaviour, elsewhere),
+``model.postprocess.split_mode`` choosing "cut" (:func:`split_prediction`) or "partition",
 on scans in the support plane's frame (z = height above the table). The same clusters, alone, are the
 model-free baseline of :mod:`lassm.evaluate.baseline`.
 """
@@ -26,6 +32,7 @@ from scipy.spatial import cKDTree
 from .postprocess import Prediction
 
 HEIGHT = 0.005  # metres above the support plane: lower points are the table
+PART_SHARE = 0.2  # partition: a model part counts when it holds this share of its cluster's points
 
 
 def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
@@ -98,4 +105,52 @@ def split_prediction(pred: Prediction, coord: np.ndarray, radius: float, npoint_
     return Prediction(scores=torch.as_tensor(scores[keep], dtype=pred.scores.dtype, device=where),
                       classes=pred.classes[source], queries=pred.queries[source],
                       sp_masks=torch.as_tensor(pieces[keep], device=pred.sp_masks.device),
+                      superpoint=pred.superpoint, semantic=pred.semantic)
+
+
+def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
+                       height: float = HEIGHT, share: float = PART_SHARE) -> Prediction:
+    """Objects from the Euclidean clusters, divided where the model sees several (see the module doc).
+
+    The masks are first cut along the clusters (:func:`split_prediction`); every superpoint then goes to
+    the best-scored piece that holds it. A cluster in which two or more pieces own more than
+    ``npoint_thr`` points and at least ``share`` of its points each becomes those pieces (touching
+    objects the model told apart, each with its piece's score); any other cluster becomes one instance
+    scored by the best piece in it (0.05 when none is: an object the model missed, class 0 and query -1,
+    as on the single-class tabletop scans this is for)."""
+    pieces = split_prediction(pred, coord, radius, npoint_thr, height)
+    superpoint = pred.superpoint.cpu().numpy()
+    cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
+    count = int(cluster.max()) + 1
+    num_sp = pred.sp_masks.shape[1]
+    votes = np.zeros((num_sp, count + 1), np.int64)
+    np.add.at(votes, (superpoint, cluster + 1), 1)
+    sp_cluster = votes.argmax(1) - 1
+    size = votes.sum(1)
+    masks = pieces.sp_masks.cpu().numpy()  # (P, S), best first
+    owner = np.where(masks.any(0), masks.argmax(0), -1)  # (S,) the best piece holding each superpoint
+    scores, out = pieces.scores.cpu().numpy(), []
+    for c in range(count):
+        inside = sp_cluster == c
+        points = np.bincount(owner[inside & (owner >= 0)], weights=size[inside & (owner >= 0)],
+                             minlength=len(masks))
+        parts = np.flatnonzero((points > npoint_thr) & (points >= share * size[inside].sum()))
+        if len(parts) >= 2:
+            out += [(inside & (owner == b), float(scores[b]), int(b)) for b in parts]
+        else:
+            held = np.flatnonzero(points > 0)
+            best = int(held[np.argmax(scores[held])]) if len(held) else -1
+            out.append((inside, float(scores[best]) if best >= 0 else 0.05, best))
+    out.sort(key=lambda item: -item[1])
+    where = pred.scores.device
+    source = torch.as_tensor([b for _, _, b in out], dtype=torch.long, device=where)
+    from_piece = source >= 0
+    classes = torch.zeros(len(out), dtype=torch.long, device=where)  # a cluster of no piece: class 0 (object)
+    queries = torch.full((len(out),), -1, dtype=torch.long, device=where)  # -1: no query made it
+    classes[from_piece] = pieces.classes[source[from_piece]]
+    queries[from_piece] = pieces.queries[source[from_piece]]
+    sp_masks = np.array([m for m, _, _ in out]).reshape(len(out), num_sp)
+    return Prediction(scores=torch.tensor([s for _, s, _ in out], dtype=pred.scores.dtype, device=where),
+                      classes=classes, queries=queries,
+                      sp_masks=torch.as_tensor(sp_masks, device=pred.sp_masks.device),
                       superpoint=pred.superpoint, semantic=pred.semantic)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lassm.config import preset
-from lassm.model.geometric_split import split_prediction
+from lassm.model.geometric_split import partition_clusters, split_prediction
 from lassm.model.postprocess import Prediction
 
 
@@ -81,8 +81,46 @@ def test_needs_superpoint_masks_and_matching_points(scene):
         split_prediction(point_masks, coord, radius=0.015)
 
 
-def test_config_checks_the_radius_and_the_tabletop_preset_splits():
-    assert preset("tabletop").model.postprocess.split_radius == pytest.approx(0.015)
+def test_config_checks_the_radius_and_mode_and_the_tabletop_preset_partitions():
+    post = preset("tabletop").model.postprocess
+    assert post.split_radius == pytest.approx(0.015) and post.split_mode == "partition"
     assert preset("mosd").model.postprocess.split_radius == 0.0  # the reference's behaviour
     with pytest.raises(ValueError, match="split_radius"):
-        preset("tabletop").model.postprocess.__class__(split_radius=-0.01)
+        post.__class__(split_radius=-0.01)
+    with pytest.raises(ValueError, match="split_mode"):
+        post.__class__(split_mode="merge")
+
+
+def touching_scene():
+    """Objects A and B touching (one cluster), C apart, and a table; superpoints A0 A1 B0 B1 C0 C1 T."""
+    a, b, c = block(0.0), block(0.06), block(0.2)
+    table = np.array([(x, y, 0.0) for x in np.arange(-0.1, 0.35, 0.01) for y in np.arange(-0.1, 0.1, 0.01)])
+    parts = [a[:169], a[169:], b[:169], b[169:], c[:169], c[169:], table]
+    coord = np.concatenate(parts)
+    superpoint = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    return coord, torch.as_tensor(superpoint)
+
+
+def test_partition_keeps_touching_objects_the_model_told_apart_and_makes_others_whole():
+    coord, superpoint = touching_scene()
+    masks = [[True, True, False, False, False, False, False],  # A, 0.9
+             [False, False, True, True, False, False, False],  # B, 0.8
+             [False, False, False, False, True, False, False]]  # C's top only, 0.7
+    out = partition_clusters(prediction(masks, [0.9, 0.8, 0.7], superpoint), coord, radius=0.015)
+    assert out.sp_masks.tolist() == [masks[0], masks[1], [False] * 4 + [True, True, False]]  # C made whole
+    assert out.scores.tolist() == pytest.approx([0.9, 0.8, 0.7]) and out.queries.tolist() == [0, 10, 20]
+
+
+def test_partition_merges_a_sliver_and_recovers_a_missed_cluster():
+    """One mask over A and B's side, another over B's top alone (169 of the cluster's 624 points, under
+    the 30 % share asked): the cluster is one instance; C, which no mask reached, comes out at score
+    0.05, query -1. At the default 20 % share B's top is a part, and the two masks stay apart."""
+    coord, superpoint = touching_scene()
+    masks = [[True, True, False, True, False, False, False], [False, False, True, False, False, False, False]]
+    pred = prediction(masks, [0.9, 0.6], superpoint)
+    out = partition_clusters(pred, coord, radius=0.015, npoint_thr=100, share=0.3)
+    c = [False] * 4 + [True, True, False]
+    assert out.sp_masks.tolist() == [[True, True, True, True, False, False, False], c]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.05]) and out.queries.tolist() == [0, -1]
+    apart = partition_clusters(pred, coord, radius=0.015, npoint_thr=100)
+    assert apart.sp_masks.tolist() == masks + [c] and apart.scores.tolist() == pytest.approx([0.9, 0.6, 0.05])
