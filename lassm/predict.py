@@ -233,17 +233,22 @@ def describe(path: Path, scan: dict, pred: Prediction) -> str:
 
 def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, viewpoint=None, top: int = 10,
         frame: str | None = None, html: bool = True, overwrite: bool = False,
-        trusted: bool = False) -> list[dict]:
+        trusted: bool = False, split: tuple[float, str] | None = None) -> list[dict]:
     """The whole command over one or more scans (files, folders, globs): one model load, a progress bar,
     a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
     per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error.
-    ``trusted``: allow unpickling a legacy checkpoint (:func:`lassm.inference.load_model`)."""
+    ``trusted``: allow unpickling a legacy checkpoint (:func:`lassm.inference.load_model`). ``split``:
+    (radius, mode) overriding the checkpoint's ``model.postprocess.split_radius`` and ``split_mode``
+    (single-view scans: masks cut along the gaps between objects, :mod:`lassm.model.geometric_split`)."""
     from .progress import tqdm
 
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
     check_outputs(out_dir, paths)
     started = time.perf_counter()
     model, cfg, info = open_model(checkpoint, preset, variant, device, trusted=trusted)
+    if split is not None:
+        cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = split
+        cfg.model.postprocess.__post_init__()  # the values' checks, naming the fields
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     used = frame or cfg.data.scan.frame
@@ -331,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="instances listed in a one-scan summary")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML views")
     parser.add_argument("--overwrite", action="store_true", help="redo scans whose outputs exist")
+    parser.add_argument("--split-radius", type=float, default=None, metavar="METRES",
+                        help="single-view scans: cut masks along gaps wider than this between objects "
+                             "(0 = off; default: the checkpoint's setting, 0.015 for the tabletop preset)")
+    parser.add_argument("--split-mode", default="partition", choices=("cut", "partition"),
+                        help="with --split-radius: cut each mask, or take the clusters as objects unless "
+                             "the model divides one")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
     args = parser.parse_args(dash_values(argv))
@@ -341,8 +352,10 @@ def _command(args) -> int:
     """Exit status 1 when some scans failed (each reported, the others written); bad input raises (2)."""
     if args.top < 0:
         raise ValueError(f"--top: expected 0 or more instances, got {args.top}")
+    split = None if args.split_radius is None else (args.split_radius, args.split_mode)
     rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
-               args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite, args.trust_checkpoint)
+               args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite, args.trust_checkpoint,
+               split)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

@@ -94,3 +94,26 @@ def test_organised_and_unorganised_versions_agree_on_the_frame(both_paths):
         assert angle < 0.5
         assert abs(a["table_from_camera"][2, 3] - b["table_from_camera"][2, 3]) < 0.01
         assert len(b["point_index"]) > 0.9 * len(a["point_index"])  # nearly all valid points kept
+
+
+def test_predict_with_a_geometric_split_equals_the_dataset_path_with_it(both_paths):
+    """``--split-radius`` / ``--split-mode`` override the checkpoint's post-processing exactly as the
+    config fields do on the dataset path (learn22: stacked boxes)."""
+    from copy import deepcopy
+    root, model, cfg = both_paths
+    raw = root / "raw" / "val" / "learn22.pcd"
+    common = [str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html"]
+    assert predict.main([*common, "--out", str(root / "pred_split"), "--split-radius", "0.015",
+                         "--split-mode", "partition"]) == 0
+    split_cfg = deepcopy(cfg)
+    split_cfg.model.postprocess.split_radius, split_cfg.model.postprocess.split_mode = 0.015, "partition"
+    dataset = split_dataset(split_cfg, "val")
+    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
+                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
+    expected = inference.predict_arrays(model, split_cfg, arrays, "cpu")
+    plain = inference.predict_arrays(model, cfg, arrays, "cpu")
+    with np.load(root / "pred_split" / "learn22_instances.npz") as out:
+        assert np.array_equal(out["masks"], expected.masks.numpy())
+        np.testing.assert_allclose(out["scores"], expected.scores.numpy(), rtol=1e-6)
+    assert expected.masks.shape != plain.masks.shape or not torch.equal(expected.masks, plain.masks)
+    assert predict.main([*common, "--out", str(root / "bad"), "--split-radius", "-1"]) == 2
