@@ -66,18 +66,21 @@ def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
 
 
 def split_prediction(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
-                     height: float = HEIGHT, dedup_iou: float = 0.8) -> Prediction:
+                     height: float = HEIGHT, dedup_iou: float = 0.8, cluster: np.ndarray | None = None
+                     ) -> Prediction:
     """``pred`` with every mask cut along the Euclidean clusters of ``coord`` (see the module doc).
 
     pred: superpoint masks (as ``LaSSM.predict`` gives them); coord: (N, 3) the scene's points in the
-    support plane's frame, in the order of ``pred.superpoint``. Returns a new Prediction, best first."""
+    support plane's frame, in the order of ``pred.superpoint``; cluster: its :func:`euclidean_clusters`
+    when the caller has them already. Returns a new Prediction, best first."""
     if pred.sp_masks is None or pred.superpoint is None:
         raise ValueError("pred: expected superpoint masks (sp_masks and superpoint), as LaSSM.predict gives")
     superpoint = pred.superpoint.cpu().numpy()
     if len(coord) != len(superpoint):
         raise ValueError(f"coord: expected {len(superpoint)} points (the prediction's), got {len(coord)}")
     num_sp = pred.sp_masks.shape[1]
-    cluster = euclidean_clusters(coord, radius, height)
+    if cluster is None:
+        cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # smaller: no piece
     count = int(cluster.max()) + 1
     votes = np.zeros((num_sp, count + 1), np.int64)  # points of each cluster (column 0: none) per superpoint
     np.add.at(votes, (superpoint, cluster + 1), 1)
@@ -118,9 +121,9 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     objects the model told apart, each with its piece's score); any other cluster becomes one instance
     scored by the best piece in it (0.05 when none is: an object the model missed, class 0 and query -1,
     as on the single-class tabletop scans this is for)."""
-    pieces = split_prediction(pred, coord, radius, npoint_thr, height)
-    superpoint = pred.superpoint.cpu().numpy()
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
+    pieces = split_prediction(pred, coord, radius, npoint_thr, height, cluster=cluster)
+    superpoint = pred.superpoint.cpu().numpy()
     count = int(cluster.max()) + 1
     num_sp = pred.sp_masks.shape[1]
     votes = np.zeros((num_sp, count + 1), np.int64)
