@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import maximum_filter
 
 from . import depth_camera as cam
 from . import tabletop_shapes as shapes
@@ -114,27 +115,59 @@ def _orientation(family: str, rng: np.random.Generator, cfg: TabletopConfig):
     return turn, lying
 
 
-def _contact_offset(box, neighbour, rng) -> np.ndarray:
-    """(2,) shift that puts ``box`` (at the origin) against ``neighbour``, from a random side.
+CONTACT_STEP = 0.0015  # m between the parallel rays of a contact or overlap test
 
-    The box slides along a random horizontal direction from the neighbour's centre to where the two
-    bounding boxes stop overlapping, by bisection (the overlapping shifts along a ray from inside
-    are one interval: the Minkowski difference of two boxes is convex), plus a gap of 0-3 mm."""
-    gap = rng.uniform(0.0, 0.003)
+
+def _columns(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n, m, 2) centres of a grid of CONTACT_STEP cells covering the rectangle ``lo``-``hi``."""
+    a, b = (np.arange(lo[k], hi[k] + CONTACT_STEP, CONTACT_STEP) for k in range(2))
+    return np.stack(np.meshgrid(a, b, indexing="ij"), -1)
+
+
+def _slide(solids: list[Solid], placed: list[PlacedObject], target: np.ndarray,
+           rng: np.random.Generator) -> np.ndarray | None:
+    """(2,) shift that brings ``solids`` (standing on the support, footprint centred on the origin) in
+    along a random horizontal direction, aimed past ``target`` (x, y), until its surface meets the
+    first object in its way, then leaves a gap of 0-2 mm: true surface contact, round objects
+    included. None when nothing is in the way.
+
+    Rays along the direction, one per CONTACT_STEP cell across it (sideways x height): per ray the
+    moving object must stay beyond the farthest exit of everything placed. The exits are dilated by
+    one cell, so a surface between two rays cannot slip through.
+    """
     angle = rng.uniform(0, 2 * np.pi)
-    direction = np.array([np.cos(angle), np.sin(angle)])
-    centre, axes, half = box
-    start = neighbour[0][:2] - centre[:2]  # the box's centre on the neighbour's
+    along = np.array([np.cos(angle), np.sin(angle), 0.0])
+    axes = np.array([along, np.cross(UP, along), UP])  # along, sideways, up
+    lo, hi = shapes.bounds(solids, axes)
+    width = (hi[1] - lo[1]) / 2
+    start = target + rng.uniform(-0.8, 0.8) * width * axes[1, :2]  # the moving object's centre, before
+    shifted = [shapes.posed(s, np.eye(3), np.array([*start, 0.0])) for s in solids]
+    lo, hi = shapes.bounds(shifted, axes)
+    ahead = [o for o in placed if np.all(shapes.bounds(o.solids, axes[1:])[0] < hi[1:])
+             and np.all(shapes.bounds(o.solids, axes[1:])[1] > lo[1:])]
+    if not ahead:
+        return None
+    grid = _columns(lo[1:], hi[1:])
+    origins = (grid[..., :1] * axes[1] + grid[..., 1:] * axes[2]).reshape(-1, 3) - 10.0 * along
+    enter = shapes.column_intervals(shifted, origins, along)[0]
+    leave = shapes.column_intervals([s for o in ahead for s in o.solids], origins, along)[1]
+    leave = maximum_filter(leave.reshape(grid.shape[:2]), size=3, mode="constant", cval=-np.inf).ravel()
+    both = np.isfinite(enter) & np.isfinite(leave)
+    if not both.any():
+        return None
+    return start + (float(np.max(leave[both] - enter[both])) + rng.uniform(0.0, 0.002)) * along[:2]
 
-    def overlaps(s: float) -> bool:
-        shift = np.array([*(start + s * direction), 0.0])
-        return shapes.boxes_overlap((centre + shift, axes, half), neighbour, -gap)
 
-    lo, hi = 0.0, float(np.linalg.norm(half) + np.linalg.norm(neighbour[2])) + 0.01  # apart at hi
-    for _ in range(20):  # 20 halvings of < 1 m: well under 1 micrometre
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if overlaps(mid) else (lo, mid)
-    return start + hi * direction
+def _overlap(a: list[Solid], b: list[Solid], tol: float) -> bool:
+    """Whether two objects share more than ``tol`` (m) of some vertical ray (CONTACT_STEP apart)."""
+    (alo, ahi), (blo, bhi) = shapes.bounds(a), shapes.bounds(b)
+    lo, hi = np.maximum(alo, blo), np.minimum(ahi, bhi)
+    if np.any(hi - lo <= tol):
+        return False
+    grid = _columns(lo[:2], hi[:2]).reshape(-1, 2)
+    origins = np.column_stack([grid, np.full(len(grid), lo[2] - 1.0)])
+    (a0, a1), (b0, b1) = shapes.column_intervals(a, origins, UP), shapes.column_intervals(b, origins, UP)
+    return bool(np.any(np.minimum(a1, b1) - np.maximum(a0, b0) > tol))
 
 
 def _place(family, placed, rng, cfg, inside) -> PlacedObject | None:
@@ -158,10 +191,12 @@ def _place(family, placed, rng, cfg, inside) -> PlacedObject | None:
             xy = centre[:2] + axes[:2, :2].T @ (rng.uniform(-0.3, 0.3, 2) * half[:2])
             base = shapes.z_range(support.solids)[1]
         elif cfg.contact_prob > 0 and grounded and rng.random() < cfg.contact_prob:
-            lifted = [shapes.posed(s, np.eye(3), np.array([0.0, 0.0, -lo[2]])) for s in turned]
-            neighbour = placed[int(rng.choice(grounded))].box
-            shift = _contact_offset(shapes.oriented_box(lifted, rotation), neighbour, rng)
-            xy, base = shift + (lo[:2] + hi[:2]) / 2, 0.0
+            centred = -np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+            standing = [shapes.posed(s, np.eye(3), centred) for s in turned]
+            shift = _slide(standing, placed, placed[int(rng.choice(grounded))].box[0][:2], rng)
+            if shift is None:
+                continue
+            xy, base = shift, 0.0
         else:
             xy, base = rng.uniform(-1, 1, 2) * inside, 0.0
         offset = np.array([xy[0] - (lo[0] + hi[0]) / 2, xy[1] - (lo[1] + hi[1]) / 2, base - lo[2]])
@@ -170,7 +205,10 @@ def _place(family, placed, rng, cfg, inside) -> PlacedObject | None:
             continue
         solids = [shapes.posed(s, np.eye(3), offset) for s in turned]
         box = shapes.oriented_box(solids, rotation)
-        if any(shapes.boxes_overlap(box, other.box, 1e-3) for other in placed):
+        # with contact on, overlapping boxes are tested on the solids (round objects may touch);
+        # without, the box test alone decides, so frames made before contact existed are unchanged
+        if any(shapes.boxes_overlap(box, other.box, 1e-3)
+               and (cfg.contact_prob == 0 or _overlap(solids, other.solids, 2e-3)) for other in placed):
             continue
         return PlacedObject(family, solids, rotation, offset, look, on, lying, box)
     return None

@@ -187,22 +187,26 @@ def _quadric(A: np.ndarray, B: np.ndarray, C: np.ndarray):
 
 
 def _body_interval(solid: Solid, o: np.ndarray, d: np.ndarray):
-    """Ray interval (t0, t1) with the body, in the solid's frame, ignoring the slab."""
+    """Ray interval (t0, t1) with the body, in the solid's frame, ignoring the slab.
+
+    ``o`` is one origin (3,) for all rays ``d`` (N, 3) or one per ray (N, 3)."""
     a, b, c = solid.radii
     if solid.kind == "box":
-        x0, x1 = _slab(o[0], d[:, 0], -a, a)
-        y0, y1 = _slab(o[1], d[:, 1], -b, b)
+        x0, x1 = _slab(o[..., 0], d[:, 0], -a, a)
+        y0, y1 = _slab(o[..., 1], d[:, 1], -b, b)
         return np.maximum(x0, y0), np.minimum(x1, y1)
     if solid.kind in ("cylinder", "ellipsoid"):
         scale = np.array([a, b, c if solid.kind == "ellipsoid" else np.inf])
         os_, ds = o / scale, d / scale  # the unit circle / sphere
-        return _quadric((ds * ds).sum(1), np.einsum("nj,j->n", ds, os_), float(os_ @ os_) - 1)
+        if o.ndim == 1:  # one origin (the camera's)
+            return _quadric((ds * ds).sum(1), np.einsum("nj,j->n", ds, os_), float(os_ @ os_) - 1)
+        return _quadric((ds * ds).sum(1), (ds * os_).sum(1), (os_ * os_).sum(1) - 1)  # one per ray
     # frustum: x^2 + y^2 <= w(z)^2 with w = a + k (z - z0), on the nappe where w > 0
     k = (b - a) / (solid.z1 - solid.z0)
-    w0 = a + k * (o[2] - solid.z0)
+    w0 = a + k * (o[..., 2] - solid.z0)
     A = d[:, 0] ** 2 + d[:, 1] ** 2 - (k * d[:, 2]) ** 2
-    B = o[0] * d[:, 0] + o[1] * d[:, 1] - k * d[:, 2] * w0
-    C = o[0] ** 2 + o[1] ** 2 - w0 ** 2
+    B = o[..., 0] * d[:, 0] + o[..., 1] * d[:, 1] - k * d[:, 2] * w0
+    C = o[..., 0] ** 2 + o[..., 1] ** 2 - w0 ** 2
     A = np.where(np.abs(A) < EPS, EPS, A)
     root = np.sqrt(np.maximum(B * B - A * C, 0.0))
     ra, rb = (-B - root) / A, (-B + root) / A
@@ -243,7 +247,7 @@ def _normal(solid: Solid, p: np.ndarray, on_cap: np.ndarray) -> np.ndarray:
 def _interval(solid: Solid, o: np.ndarray, d: np.ndarray):
     """(t_in, t_out, entry on a cap, exit on a cap) of the convex part, solid frame."""
     t0, t1 = _body_interval(solid, o, d)
-    s0, s1 = _slab(o[2], d[:, 2], solid.z0, solid.z1)
+    s0, s1 = _slab(o[..., 2], d[:, 2], solid.z0, solid.z1)
     return np.maximum(t0, s0), np.minimum(t1, s1), s0 > t0, s1 < t1
 
 
@@ -294,6 +298,25 @@ def intersect(solid: Solid, origin: np.ndarray, directions: np.ndarray) -> tuple
     normal = np.zeros(d.shape)
     normal[hit] = rotate(normal_local(solid, o + t[hit, None] * d[hit], code[hit]), R)
     return t, normal
+
+
+def column_intervals(solids: list[Solid], origins: np.ndarray, direction) -> tuple[np.ndarray, np.ndarray]:
+    """Where parallel rays ``origins + t * direction`` (parent frame) enter and leave a union.
+
+    Per ray (N,): the first entry and the last exit over the solids' convex bodies (cavities
+    filled in, so a column through a cup reads as solid from wall to wall); inf / -inf on a miss.
+    Placement uses it to slide an object against others and to test two objects for overlap.
+    """
+    origins = np.asarray(origins, float)
+    enter, leave = np.full(len(origins), np.inf), np.full(len(origins), -np.inf)
+    for solid in solids:
+        o = rotate(origins - solid.centre, solid.rotation.T)
+        d = np.broadcast_to(solid.rotation.T @ np.asarray(direction, float), o.shape)
+        t0, t1, _, _ = _interval(solid, o, d)
+        hit = t0 <= t1
+        enter = np.where(hit, np.minimum(enter, t0), enter)
+        leave = np.where(hit, np.maximum(leave, t1), leave)
+    return enter, leave
 
 
 # ----------------------------------------------------------------------------- shape families
