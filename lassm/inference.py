@@ -137,7 +137,9 @@ def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device
                              f"in the support plane's frame (data.scan.frame 'support_plane'), got "
                              f"{cfg.data.scan.frame!r}; set it to 0")
         split = partition_clusters if post.split_mode == "partition" else split_prediction
-        pred = split(pred, np.asarray(arrays["coord"]), post.split_radius, post.npoint_thr)
+        coord = arrays["coord"]  # validation hands over the scene as tensors on the model's device
+        coord = coord.detach().cpu().numpy() if torch.is_tensor(coord) else np.asarray(coord)
+        pred = split(pred, coord, post.split_radius, post.npoint_thr)
     return pred
 
 

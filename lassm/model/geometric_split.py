@@ -131,7 +131,8 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     sp_cluster = votes.argmax(1) - 1
     size = votes.sum(1)
     masks = pieces.sp_masks.cpu().numpy()  # (P, S), best first
-    owner = np.where(masks.any(0), masks.argmax(0), -1)  # (S,) the best piece holding each superpoint
+    # (S,) the best piece holding each superpoint (none at all when the model kept no mask)
+    owner = np.where(masks.any(0), masks.argmax(0), -1) if len(masks) else np.full(num_sp, -1)
     scores, out = pieces.scores.cpu().numpy(), []
     for c in range(count):
         inside = sp_cluster == c

@@ -124,3 +124,12 @@ def test_partition_merges_a_sliver_and_recovers_a_missed_cluster():
     assert out.scores.tolist() == pytest.approx([0.9, 0.05]) and out.queries.tolist() == [0, -1]
     apart = partition_clusters(pred, coord, radius=0.015, npoint_thr=100)
     assert apart.sp_masks.tolist() == masks + [c] and apart.scores.tolist() == pytest.approx([0.9, 0.6, 0.05])
+
+
+def test_partition_of_a_prediction_without_masks_gives_the_clusters():
+    """Regression: a model that keeps no mask (early in training) made the partition fail on an empty
+    argmax; every cluster comes out as a missed object, score 0.05."""
+    coord, superpoint = touching_scene()
+    out = partition_clusters(prediction(np.zeros((0, 7), bool), np.zeros(0), superpoint), coord, radius=0.015)
+    assert out.sp_masks.tolist() == [[True] * 4 + [False] * 3, [False] * 4 + [True, True, False]]
+    assert out.scores.tolist() == pytest.approx([0.05, 0.05]) and out.queries.tolist() == [-1, -1]

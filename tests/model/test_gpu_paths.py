@@ -150,3 +150,27 @@ def test_training_augmentation_on_the_gpu_repeats_and_picks_points_of_each_voxel
     picks = augment._below(counts, step_generator(0, 0, 5, 0, device))
     assert bool(((picks >= 0) & (picks < counts)).all())
     assert torch.equal(torch.unique(picks[counts == 7]).cpu(), torch.arange(7))  # every point can be picked
+
+
+@cuda
+def test_prediction_with_the_geometric_split_takes_a_scene_of_gpu_tensors():
+    """Regression: validation hands ``predict_arrays`` the scene as tensors on the GPU, and the geometric
+    split (the tabletop preset's) read their coordinates with numpy, which stopped the preset's first
+    validation on a GPU; the same scene as numpy arrays gives the same instances."""
+    import numpy as np
+    from test_lassm import blob_scene
+
+    from lassm.config import preset
+    from lassm.inference import predict_arrays
+    from lassm.model.lassm import LaSSM
+
+    cfg = preset("tabletop")
+    cfg.model.backbone.sparse_backend = "torch"
+    torch.manual_seed(0)
+    model = LaSSM(cfg.model).cuda()
+    scene = blob_scene(40, seed=5, points=150, spread=0.01)  # blobs the 1.5 cm clusters find
+    scene["segment"] = np.where(scene["segment"] == 1, 0, 1)  # table 0, object 1 (mosd's two classes)
+    on_gpu = predict_arrays(model, cfg, {k: torch.as_tensor(v).cuda() for k, v in scene.items()}, "cuda")
+    from_numpy = predict_arrays(model, cfg, scene, "cuda")
+    assert cfg.model.postprocess.split_radius > 0 and len(on_gpu.scores) > 0
+    assert torch.equal(on_gpu.masks.cpu(), from_numpy.masks.cpu())
