@@ -273,3 +273,46 @@ def test_ddp_benchmark_runs_one_then_two_processes(tmp_path, capsys):
         assert not [r for r in records if r["kind"] == "val"]
     with pytest.raises(SystemExit):
         bench.main(["ddp", "--device", "cpu", "--steps", "2", "--warmup", "2"])
+
+
+def test_count_ops_charges_each_operator_to_its_innermost_stage():
+    from lassm.bench.ops import count_ops, format_ops
+
+    x = torch.ones(4)
+
+    def fn():
+        x.add(1)  # outside every stage: "other"
+        with stages.stage("outer"):
+            x.mul(2).sum()
+            with stages.stage("inner"):
+                x.view(2, 2).exp()  # view: an op, but no kernel (not a leaf that counts)
+
+    counts = count_ops(fn)
+    assert counts["outer"]["ops"] >= 2 and counts["outer"]["leaf"] == 2
+    assert counts["inner"]["ops"] >= 2 and counts["inner"]["leaf"] == 1
+    assert counts["other"]["leaf"] == 1
+    assert counts["total"]["ops"] == sum(c["ops"] for n, c in counts.items() if n != "total")
+    assert not stages._LISTENERS  # the listener is gone again
+    assert "inner" in format_ops({"run": counts})
+
+
+def test_ops_command_counts_the_training_step(tmp_path, capsys, monkeypatch):
+    """The command's wiring (the real step takes minutes on a CPU: a stand-in that marks two stages)."""
+    from lassm.bench import model as bench_model
+
+    class Step:
+        def __init__(self, scenes, device, preset, t_layer, amp, augmentation):
+            assert (device, amp, augmentation, len(scenes)) == ("cpu", "off", False, 1)
+
+        def __call__(self):
+            with stages.stage(stages.LOSSES):
+                torch.ones(3).exp()
+            with stages.stage(stages.BACKWARD):
+                torch.ones(3).log()
+
+    monkeypatch.setattr(bench_model, "TrainingStep", Step)
+    out = tmp_path / "ops.json"
+    bench.main(["ops", "--small", "--scenes", "1", "--variants=-0", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row["variant"] == "-0" and row["stages"]["losses"]["leaf"] >= 1
+    assert "backward" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Speed benchmarks that print numbers:
-``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp} [options]``.
+``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp,ops} [options]``.
 
 ``model`` (per-stage times of the training step and of inference) and ``scaling`` (inference time
 and memory against scene size) are described in :mod:`lassm.bench.model`.
@@ -37,10 +37,13 @@ after ``--warmup`` steps, of the run's own ``step_seconds`` in ``metrics.jsonl``
 the speed-up over one process. Both runs use ``--threads`` CPU threads per process. ``--device cpu``
 runs it with gloo (the tests: ``--tiny``, 2 processes, a few steps).
 
+``ops`` counts the aten operators that one training step (the same step as ``model``) dispatches on
+the CPU, per stage: the proxy for the GPU's kernel launches when no GPU is at hand (:mod:`lassm.bench.ops`).
+
 Modules: ``timing`` (device sync, peak memory, median timing, the per-stage StageTimer, JSON),
 ``scenes`` (bench rooms or synthetic ones, as scene arrays and tensors), ``layers`` (backbone,
 decoder), ``model`` (training step, per-stage model, scaling), ``ddp`` (one process against several),
-``cli`` (the command line).
+``ops`` (aten operators per stage), ``cli`` (the command line).
 """
 
 from .cli import main

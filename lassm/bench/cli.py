@@ -1,4 +1,4 @@
-"""The command line: ``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp} [options]``.
+"""The command line: ``python -m lassm.bench {backbone,decoder,train,model,scaling,ddp,ops} [options]``.
 
 A thin wrapper: each verb loads the scenes, prints a title and a header, calls the benchmark
 function of :mod:`lassm.bench.layers`, :mod:`lassm.bench.model` or :mod:`lassm.bench.ddp` (which
@@ -27,7 +27,7 @@ from .layers import (
     decoder_kernels,
     parse_variants,
 )
-from .scenes import BENCH_DIR, load_bench_scenes
+from .scenes import BENCH_DIR, load_bench_scenes, synthetic_bench_scene
 from .timing import write_rows
 
 
@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table")
     m.add_argument("--bench-dir", default=None, help=bench_dir)
     m.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    o = sub.add_parser("ops", help="aten operators per training step and stage, on the CPU: the proxy for "
+                                   "the GPU's kernel launches (lassm.bench.ops)")
+    o.add_argument("--preset", default="scannet", help="model preset (scannet: 32-ch SpUNet, 400 queries)")
+    o.add_argument("--variants", nargs="+", default=["-3", "-0"], help="as for decoder")
+    o.add_argument("--scenes", type=int, default=3, help="bench rooms in the batch")
+    o.add_argument("--bench-dir", default=None, help=bench_dir)
+    o.add_argument("--small", action="store_true", help="small synthetic rooms instead of the bench rooms "
+                   "(seconds instead of minutes; the decoder and loss counts hardly depend on the size)")
+    o.add_argument("--json", default=None, help="also write the counts to this JSON file")
     s = sub.add_parser("scaling", help="inference time and peak memory for 100k..1M-point scenes, "
                                        "log-log slope")
     s.add_argument("--device", default=default_device)
@@ -135,12 +144,12 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args, parser) -> None:
     if args.json:
         check_output_file(args.json, "--json")  # before minutes of timing
-    _check_device(args.device)
+    _check_device(getattr(args, "device", "cpu"))
     bench_dir = getattr(args, "bench_dir", None)
     if bench_dir and not Path(bench_dir).is_dir():  # an explicit folder: no silent synthetic fallback
         raise FileNotFoundError(f"--bench-dir: {bench_dir} is not a folder; expected perf_*.npz scenes")
     verbs = {"backbone": _backbone, "decoder": _decoder, "train": _train, "model": _model,
-             "scaling": _scaling, "ddp": _ddp}
+             "scaling": _scaling, "ddp": _ddp, "ops": _ops}
     rows = verbs[args.what](args, parser)
     if args.json:
         write_rows(args.json, rows)
@@ -265,6 +274,25 @@ def _print_profiles(args, scenes: list[dict], variants: tuple[int, ...]) -> None
         cfg, model = bm.build_model(args.preset, t_layer, device, train=False)
         infer, _ = bm.inference_fn(model, cfg, scenes[0], device, amp_dtype(args.amp, device))
         print(f"\nprofile: inference -{t_layer}\n{bm.profile_table(infer, device)}")
+
+
+def _ops(args, parser) -> list[dict]:
+    from .ops import count_ops, format_ops
+
+    variants = _variants(args, parser)
+    if args.scenes < 1:
+        parser.error("--scenes must be >= 1")
+    scenes = ([synthetic_bench_scene(i, "small") for i in range(args.scenes)] if args.small
+              else load_bench_scenes(args.bench_dir, args.scenes))
+    print(f"training step of lassm.train, preset {args.preset}, {len(scenes)} scenes, sparse backend torch, "
+          f"fp32, {_environment('cpu')}", flush=True)
+    columns = {}
+    for t_layer in variants:  # the model's defaults pick the pure-PyTorch paths on the CPU
+        step = bm.TrainingStep(scenes, "cpu", args.preset, t_layer, "off", augmentation=False)
+        columns[f"-{t_layer}"] = count_ops(step)
+    print(format_ops(columns))
+    return [{"variant": name, "preset": args.preset, "scenes": len(scenes), "stages": counts}
+            for name, counts in columns.items()]
 
 
 def _ddp(args, parser) -> list[dict]:
