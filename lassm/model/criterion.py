@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from ..config import CriterionConfig
 from ..data.labels import compact_instances_counted, labels_out_of_range, train_labels
 from .decoder import Stage
+from .losses import PaddedStages, batched_stage_losses, pad_stages
 from .stages import MATCHING
 from .stages import stage as timed_stage
 
@@ -148,9 +149,27 @@ def match_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: Crite
 
     The cost matrices of a scene's stages are computed together on the device, all of them cross to
     the host in one copy (one synchronisation for the whole batch instead of one per stage and
-    scene), scipy solves each, and the pairs return to the device in one copy.
+    scene), scipy solves each (:func:`solve_stages`), and the pairs return to the device in one copy.
     """
     device = stages[0].labels[0].device
+    pairs = solve_stages(stages, targets, cfg)  # [T][B]
+    flat = np.concatenate([np.concatenate(pair) for per_stage in pairs for pair in per_stage])
+    flat = torch.from_numpy(flat.astype(np.int64)).to(device, non_blocking=True)  # one host-to-device copy
+    out, start = [], 0
+    for per_stage in pairs:
+        row = []
+        for q, _ in per_stage:
+            row.append((flat[start:start + len(q)], flat[start + len(q):start + 2 * len(q)]))
+            start += 2 * len(q)
+        out.append(row)
+    return out
+
+
+@torch.no_grad()
+def solve_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: CriterionConfig,
+                 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`match_stages`' pairs as host arrays, ``[stage][scene] -> (query_idx, gt_idx)``: the costs
+    on the device, one device-to-host copy, scipy on each."""
     costs = []  # per scene: (T, Q, G) on the device, or None without ground truth
     for b, tgt in enumerate(targets):
         if tgt.labels.numel() == 0:
@@ -171,17 +190,7 @@ def match_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: Crite
             continue
         pieces.append(host[start:start + c.numel()].reshape(c.shape))
         start += c.numel()
-    pairs = [_assign([None if p is None else p[t] for p in pieces]) for t in range(len(stages))]  # [T][B]
-    flat = np.concatenate([np.concatenate(pair) for per_stage in pairs for pair in per_stage])
-    flat = torch.from_numpy(flat.astype(np.int64)).to(device, non_blocking=True)  # one host-to-device copy
-    out, start = [], 0
-    for per_stage in pairs:
-        row = []
-        for q, _ in per_stage:
-            row.append((flat[start:start + len(q)], flat[start + len(q):start + 2 * len(q)]))
-            start += 2 * len(q)
-        out.append(row)
-    return out
+    return [_assign([None if p is None else p[t] for p in pieces]) for t in range(len(stages))]  # [T][B]
 
 
 def _class_weight(num_logits: int, cfg: CriterionConfig, device: torch.device) -> torch.Tensor:
@@ -254,27 +263,38 @@ def superpoint_ce(logits: torch.Tensor, sp_labels: torch.Tensor, cfg: CriterionC
 
 
 def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[InstanceTargets],
-              cfg: CriterionConfig) -> dict[str, torch.Tensor]:
+              cfg: CriterionConfig, padded: PaddedStages | None = None) -> dict[str, torch.Tensor]:
     """Total training loss (spec 7.2-7.4): final stage + auxiliary stages + weight_sp x superpoint CE.
 
-    stages: decoder stages, the last one final; sp_seg: per scene (S_b, C+1) superpoint logits.
+    stages: decoder stages, the last one final; sp_seg: per scene (S_b, C+1) superpoint logits;
+    padded: the same stages as padded tensors (the decoder's ``DecoderOutput.padded``), else built
+    here. Every stage and scene is scored at once (:func:`lassm.model.losses.batched_stage_losses`);
+    :func:`stage_loss` is the same loss one stage at a time.
     """
     if not stages:
         raise ValueError("stages: expected at least one decoder stage, got none")
     if len(sp_seg) != len(targets):
         raise ValueError(f"sp_seg: expected {len(targets)} scenes like targets, got {len(sp_seg)}")
+    for stage in stages:
+        if not (len(stage.labels) == len(stage.masks) == len(stage.centres) == len(targets)):
+            raise ValueError(f"stage: expected {len(targets)} scenes like targets, got {len(stage.labels)} "
+                             f"labels, {len(stage.masks)} masks and {len(stage.centres)} centres")
     with timed_stage(MATCHING):  # every stage's own matching, or the final stage's for all
-        matched = match_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
-    final, _ = stage_loss(stages[-1], targets, cfg, final=True, indices=matched[-1])
-    total = final["loss"]
-    for k, stage in enumerate(stages[:-1]):
-        aux, _ = stage_loss(stage, targets, cfg, final=False, indices=matched[k if cfg.iter_matcher else -1])
-        total = total + aux["loss"]
+        pairs = solve_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
+    if not cfg.iter_matcher:
+        pairs = pairs * len(stages)
+    if padded is None:
+        padded = pad_stages(*zip(*[(s.labels, s.masks, s.centres) for s in stages], strict=True))
+    terms = batched_stage_losses(padded, [t.labels for t in targets], [t.masks for t in targets],
+                                 [t.centres for t in targets], pairs, cfg)  # (4, T): cls, bce, dice, box
+    cls, bce, dice, box = terms.unbind(0)
+    total = (cfg.weight_class * cls + cfg.weight_bce * bce + cfg.weight_dice * dice
+             + cfg.weight_bbox * box).sum()
 
     # every scene's term reaches its logits, also where all superpoints are ignored (DDP needs a gradient)
     loss_sp = torch.stack([superpoint_ce(logits, tgt.sp_labels, cfg)
                            for logits, tgt in zip(sp_seg, targets, strict=True)]).mean()
     total = total + cfg.weight_sp * loss_sp
-    return {"loss_cls": final["cls"], "loss_mask": final["bce"], "loss_dice": final["dice"],
-            "loss_score": torch.zeros((), device=total.device), "loss_bbox": final["box"],
+    return {"loss_cls": cls[-1], "loss_mask": bce[-1], "loss_dice": dice[-1],
+            "loss_score": torch.zeros((), device=total.device), "loss_bbox": box[-1],
             "loss_sp_cls": loss_sp, "loss": total}

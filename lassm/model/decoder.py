@@ -63,6 +63,11 @@ class DecoderOutput(NamedTuple):
     stages: list[Stage]  # num_layers + 1 stages; the last is the final prediction
     sp_seg: list[torch.Tensor]  # (S_b, C + 1) superpoint semantic logits
     select_idx: list[torch.Tensor]  # (Q_b,) which superpoints seeded the queries
+    # the stages before the padding is cut off: per stage (logits (B, Q, C+1), masks (B, Q, S), centres
+    # (B, Q, 3), positions (B, Q, 3)), with Q_b and S_b: what the batched loss takes (lassm.model.losses)
+    padded: list[tuple[torch.Tensor, ...]] | None = None
+    counts: list[int] | None = None
+    sizes: list[int] | None = None
 
 
 # ------------------------------------------------------------------------------- blocks
@@ -410,4 +415,4 @@ class LaSSMDecoder(nn.Module):
         stages = [Stage([logits[b, :q] for b, (q, _) in scenes], [masks[b, :q, :s] for b, (q, s) in scenes],
                         [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes])
                   for logits, masks, centres, positions in batched]
-        return DecoderOutput(stages, sp_seg, select_idx)
+        return DecoderOutput(stages, sp_seg, select_idx, batched, prepared.counts, prepared.sizes)

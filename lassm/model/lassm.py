@@ -26,6 +26,7 @@ from ..data.batch import MODEL_KEYS
 from .backbone import build_backbone
 from .criterion import build_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
+from .losses import stack_stages
 from .postprocess import Prediction, point_semantics, predict_instances
 from .stages import BACKBONE, LOSSES, POOLING, POSTPROCESS, TARGETS, stage
 
@@ -144,7 +145,8 @@ class LaSSM(nn.Module):
             with stage(TARGETS):
                 targets = self.targets(batch, scenes, bounds)
             with stage(LOSSES):
-                losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion)
+                padded = stack_stages(out.padded, out.counts, out.sizes)  # (T, B, Q, ...) stages
+                losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion, padded)
         return ModelOutput(out, scenes, losses)
 
     def targets(self, batch: dict, scenes: list[Scene], bounds: Bounds | None = None) -> list:

@@ -292,8 +292,8 @@ def test_iter_matcher_false_reuses_final_indices(monkeypatch):
     stages, sp_seg, targets = random_batch(8)
     cfg = CriterionConfig(iter_matcher=False)
     calls = []
-    real = crit.match_stages
-    monkeypatch.setattr(crit, "match_stages", lambda st, *a: calls.append(len(st)) or real(st, *a))
+    real = crit.solve_stages
+    monkeypatch.setattr(crit, "solve_stages", lambda st, *a: calls.append(len(st)) or real(st, *a))
     out = criterion(stages, sp_seg, targets, cfg)
     assert calls == [1]  # only the final stage is matched
     final, indices = stage_loss(stages[-1], targets, cfg, final=True)

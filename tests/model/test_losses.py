@@ -1,0 +1,91 @@
+"""The batched loss of every stage and scene (lassm.model.losses) against the per-stage loop (spec 7.2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lassm.config import CriterionConfig
+from lassm.model.criterion import InstanceTargets, criterion, match_stages, stage_loss, superpoint_ce
+from lassm.model.decoder import Stage
+from lassm.model.losses import PaddedStages, pad_stages, stack_stages
+
+SIZES = [(6, 9), (4, 5), (5, 7)]  # (Q_b, S_b) of up to three scenes
+NUM_CLASSES = 4
+
+
+def per_stage_criterion(stages, sp_seg, targets, cfg: CriterionConfig) -> dict[str, torch.Tensor]:
+    """The criterion as a loop: stage_loss per stage (the final one first), then the superpoint CE."""
+    matched = match_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
+    final, _ = stage_loss(stages[-1], targets, cfg, final=True, indices=matched[-1])
+    total = final["loss"]
+    for k, stage in enumerate(stages[:-1]):
+        total = total + stage_loss(stage, targets, cfg, final=False,
+                                   indices=matched[k if cfg.iter_matcher else -1])[0]["loss"]
+    loss_sp = torch.stack([superpoint_ce(s, t.sp_labels, cfg) for s, t in zip(sp_seg, targets, strict=True)])
+    total = total + cfg.weight_sp * loss_sp.mean()
+    return {"loss_cls": final["cls"], "loss_mask": final["bce"], "loss_dice": final["dice"],
+            "loss_bbox": final["box"], "loss": total}
+
+
+def padded_batch(seed: int, inst_counts: tuple[int, ...], num_stages: int = 4):
+    """Padded (T, B, Q, ...) predictions with random values in the padding too (leaves), the per-scene
+    stages as slices of them, superpoint logits and targets."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = SIZES[:len(inst_counts)]
+    num_q, num_s, num_b = max(q for q, _ in sizes), max(s for _, s in sizes), len(sizes)
+    logits = (torch.randn(num_stages, num_b, num_q, NUM_CLASSES + 1, generator=g) * 2).requires_grad_()
+    masks = (torch.randn(num_stages, num_b, num_q, num_s, generator=g) * 3).requires_grad_()
+    centres = torch.rand(num_stages, num_b, num_q, 3, generator=g).requires_grad_()
+    stages = [Stage([logits[t, b, :q] for b, (q, _) in enumerate(sizes)],
+                    [masks[t, b, :q, :s] for b, (q, s) in enumerate(sizes)],
+                    [centres[t, b, :q] for b, (q, _) in enumerate(sizes)]) for t in range(num_stages)]
+    targets = []
+    for n, (_, s) in zip(inst_counts, sizes, strict=True):
+        sp_labels = torch.randint(0, NUM_CLASSES + 1, (s,), generator=g)
+        sp_labels[torch.rand(s, generator=g) < 0.3] = -100
+        targets.append(InstanceTargets(torch.randint(0, NUM_CLASSES, (n,), generator=g),
+                                       torch.rand(n, s, generator=g) < 0.4, torch.rand(n, 3, generator=g),
+                                       sp_labels))
+    sp_seg = [torch.randn(s, NUM_CLASSES + 1, generator=g).requires_grad_() for _, s in sizes]
+    padded = PaddedStages(logits, masks, centres, [q for q, _ in sizes], [s for _, s in sizes])
+    return padded, stages, sp_seg, targets
+
+
+CONFIGS = [CriterionConfig(), CriterionConfig(iter_matcher=False),
+           CriterionConfig(fix_mean_loss=False, final_dice_times_batch=True, no_object_weight=0.3)]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("inst_counts", [(3, 0, 2), (8, 1, 5), (0, 0), (2,)])
+def test_batched_losses_equal_the_per_stage_loop(cfg, inst_counts):
+    """Same losses and gradients (padding gets none) as stage_loss stage by stage, with the decoder's
+    padded tensors and with padding built from the per-scene lists; scenes without ground truth, more
+    instances than queries, one scene."""
+    padded, stages, sp_seg, targets = padded_batch(len(inst_counts), inst_counts)
+    leaves = [padded.logits, padded.masks, padded.centres, *sp_seg]
+    expected = per_stage_criterion(stages, sp_seg, targets, cfg)
+    grads = torch.autograd.grad(expected["loss"], leaves, allow_unused=True)
+    for given in (padded, None):  # the decoder's tensors; built by pad_stages
+        out = criterion(stages, sp_seg, targets, cfg, given)
+        for key, value in expected.items():
+            torch.testing.assert_close(out[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        ours_grads = torch.autograd.grad(out["loss"], leaves, allow_unused=True)
+        for ours, theirs in zip(ours_grads, grads, strict=True):
+            ours = torch.zeros_like(theirs) if ours is None else ours
+            theirs = torch.zeros_like(ours) if theirs is None else theirs
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_pad_and_stack_stages_lay_out_the_same_tensors():
+    padded, stages, _, _ = padded_batch(1, (2, 1, 3), num_stages=2)
+    built = pad_stages(*zip(*[(s.labels, s.masks, s.centres) for s in stages], strict=True))
+    assert built.counts == padded.counts and built.sizes == padded.sizes
+    for b, (q, s) in enumerate(SIZES):
+        assert torch.equal(built.masks[:, b, :q, :s], padded.masks[:, b, :q, :s])
+        assert torch.equal(built.logits[:, b, :q], padded.logits[:, b, :q])
+        masks = built.masks.detach()
+        assert float(masks[:, b, q:].abs().sum()) == float(masks[:, b, :, s:].abs().sum()) == 0
+    stacked = stack_stages([(padded.logits[t], padded.masks[t], padded.centres[t], None) for t in range(2)],
+                           padded.counts, padded.sizes)
+    assert all(torch.equal(a, b) for a, b in zip(stacked[:3], padded[:3], strict=True))
