@@ -7,9 +7,9 @@ operators one training step dispatches on the CPU count what the GPU would launc
 operator to the innermost stage around it (``other`` when none is).
 
 Two counts per stage: ``ops``, every aten operator the profiler records (composites such as
-``aten::linear`` and the ops they call both count), and ``leaf``, the operators that call no other
-aten operator, less those that only make or reshape tensor metadata (views, ``empty``): closest to
-the kernels a GPU would launch.
+``aten::linear`` and the ops they call both count), and ``leaf``, the operators that do work (not
+only views, ``empty`` and other metadata, :data:`METADATA`) and call no other operator that does:
+closest to the kernels a GPU would launch.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def _stage_of(event) -> str:
     return "other"
 
 
+def _works(event) -> bool:
+    """Whether the operator, or one it calls, does more than metadata."""
+    calls = (c for c in event.cpu_children if c.name.startswith("aten::"))
+    return event.name not in METADATA or any(_works(c) for c in calls)
+
+
 def count_ops(fn) -> dict[str, dict[str, int]]:
     """``{stage: {"ops": n, "leaf": m}}`` of one call of ``fn`` (after one untimed warm-up call), plus
     ``"total"``; stages in the order they first ran."""
@@ -75,8 +81,8 @@ def count_ops(fn) -> dict[str, dict[str, int]]:
             continue
         row = counts.setdefault(_stage_of(event), {"ops": 0, "leaf": 0})
         row["ops"] += 1
-        leaf = not any(c.name.startswith("aten::") for c in event.cpu_children)
-        row["leaf"] += leaf and event.name not in METADATA
+        calls = [c for c in event.cpu_children if c.name.startswith("aten::")]
+        row["leaf"] += event.name not in METADATA and not any(_works(c) for c in calls)
     counts["total"] = {k: sum(r[k] for r in counts.values()) for k in ("ops", "leaf")}
     return counts
 
