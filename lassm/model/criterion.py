@@ -167,17 +167,22 @@ def match_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: Crite
 
 @torch.no_grad()
 def solve_stages(stages: list[Stage], targets: list[InstanceTargets], cfg: CriterionConfig,
-                 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+                 padded: PaddedStages | None = None) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """:func:`match_stages`' pairs as host arrays, ``[stage][scene] -> (query_idx, gt_idx)``: the costs
-    on the device, one device-to-host copy, scipy on each."""
+    on the device, one device-to-host copy, scipy on each. ``padded``: the same stages as padded
+    tensors, whose slices are a scene's stages without a copy."""
     costs = []  # per scene: (T, Q, G) on the device, or None without ground truth
     for b, tgt in enumerate(targets):
         if tgt.labels.numel() == 0:
             costs.append(None)
-            continue
-        costs.append(_match_costs(torch.stack([s.labels[b] for s in stages]),
-                                  torch.stack([s.masks[b] for s in stages]),
-                                  torch.stack([s.centres[b] for s in stages]), tgt, cfg))
+        elif padded is None:
+            costs.append(_match_costs(torch.stack([s.labels[b] for s in stages]),
+                                      torch.stack([s.masks[b] for s in stages]),
+                                      torch.stack([s.centres[b] for s in stages]), tgt, cfg))
+        else:
+            q, sp = padded.counts[b], padded.sizes[b]
+            costs.append(_match_costs(padded.logits[:, b, :q], padded.masks[:, b, :q, :sp],
+                                      padded.centres[:, b, :q], tgt, cfg))
     present = [c for c in costs if c is not None]
     host = torch.cat([c.flatten() for c in present]).cpu().numpy() if present else np.zeros(0)
     if not np.isfinite(host).all():
@@ -279,12 +284,15 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
         if not (len(stage.labels) == len(stage.masks) == len(stage.centres) == len(targets)):
             raise ValueError(f"stage: expected {len(targets)} scenes like targets, got {len(stage.labels)} "
                              f"labels, {len(stage.masks)} masks and {len(stage.centres)} centres")
-    with timed_stage(MATCHING):  # every stage's own matching, or the final stage's for all
-        pairs = solve_stages(stages if cfg.iter_matcher else stages[-1:], targets, cfg)
-    if not cfg.iter_matcher:
-        pairs = pairs * len(stages)
     if padded is None:
         padded = pad_stages(*zip(*[(s.labels, s.masks, s.centres) for s in stages], strict=True))
+    with timed_stage(MATCHING):  # every stage's own matching, or the final stage's for all
+        if cfg.iter_matcher:
+            pairs = solve_stages(stages, targets, cfg, padded)
+        else:
+            final = padded._replace(logits=padded.logits[-1:], masks=padded.masks[-1:],
+                                    centres=padded.centres[-1:])
+            pairs = solve_stages(stages[-1:], targets, cfg, final) * len(stages)
     terms = batched_stage_losses(padded, [t.labels for t in targets], [t.masks for t in targets],
                                  [t.centres for t in targets], pairs, cfg)  # (4, T): cls, bce, dice, box
     cls, bce, dice, box = terms.unbind(0)
