@@ -107,8 +107,19 @@ def test_partition_keeps_touching_objects_the_model_told_apart_and_makes_others_
              [False, False, True, True, False, False, False],  # B, 0.8
              [False, False, False, False, True, False, False]]  # C's top only, 0.7
     out = partition_clusters(prediction(masks, [0.9, 0.8, 0.7], superpoint), coord, radius=0.015)
-    assert out.sp_masks.tolist() == [masks[0], masks[1], [False] * 4 + [True, True, False]]  # C made whole
-    assert out.scores.tolist() == pytest.approx([0.9, 0.8, 0.7]) and out.queries.tolist() == [0, 10, 20]
+    # C made whole and, undivided, ranked above the divided parts with 0.5 + 0.5 x its mask's score
+    assert out.sp_masks.tolist() == [masks[0], [False] * 4 + [True, True, False], masks[1]]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.85, 0.8]) and out.queries.tolist() == [0, 20, 10]
+
+
+def test_partition_gives_a_superpoint_no_part_owns_to_the_nearest_part():
+    """A and B told apart, but no mask holds A's second superpoint (A1, next to A0) or B's (B1): each
+    goes to the part whose superpoints lie nearest, so the two parts cover the whole cluster."""
+    coord, superpoint = touching_scene()
+    masks = [[True, False, False, False, False, False, False], [False, False, True, False, False, False, False]]
+    out = partition_clusters(prediction(masks, [0.9, 0.8], superpoint), coord, radius=0.015, share=0.1)
+    parts = out.sp_masks.tolist()[:2]
+    assert parts[0][:4] == [True, True, False, False] and parts[1][:4] == [False, False, True, True]
 
 
 def test_partition_merges_a_sliver_and_recovers_a_missed_cluster():
@@ -121,8 +132,9 @@ def test_partition_merges_a_sliver_and_recovers_a_missed_cluster():
     out = partition_clusters(pred, coord, radius=0.015, npoint_thr=100, share=0.3)
     c = [False] * 4 + [True, True, False]
     assert out.sp_masks.tolist() == [[True, True, True, True, False, False, False], c]
-    assert out.scores.tolist() == pytest.approx([0.9, 0.05]) and out.queries.tolist() == [0, -1]
+    assert out.scores.tolist() == pytest.approx([0.95, 0.05]) and out.queries.tolist() == [0, -1]
     apart = partition_clusters(pred, coord, radius=0.015, npoint_thr=100)
+    # the two parts fill the cluster: B's side (superpoint 3) was A's mask's, and stays with it
     assert apart.sp_masks.tolist() == masks + [c] and apart.scores.tolist() == pytest.approx([0.9, 0.6, 0.05])
 
 
