@@ -116,7 +116,7 @@ def test_partition_gives_a_superpoint_no_part_owns_to_the_nearest_part():
     """A and B told apart, but no mask holds A's second superpoint (A1, next to A0) or B's (B1): each
     goes to the part whose superpoints lie nearest, so the two parts cover the whole cluster."""
     coord, superpoint = touching_scene()
-    masks = [[True, False, False, False, False, False, False], [False, False, True, False, False, False, False]]
+    masks = [[True] + [False] * 6, [False, False, True] + [False] * 4]
     out = partition_clusters(prediction(masks, [0.9, 0.8], superpoint), coord, radius=0.015, share=0.1)
     parts = out.sp_masks.tolist()[:2]
     assert parts[0][:4] == [True, True, False, False] and parts[1][:4] == [False, False, True, True]
