@@ -150,13 +150,15 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     measured with 2,500 ordinary and 1,000 dense frames) and selected on the real mOSD learn-split
     validation scans (``<real_root>/val``). The training augmentation adds 2 mm sensor jitter to the mosd
     one. Training: batch 6, lr 2e-3 (the mosd rate), 30 epochs of 100 steps (thousands of frames would
-    make one pass per validation far too long), validation after each. Predicted masks are cut along the
-    gaps between objects (``model.postprocess.split_radius`` 1.5 cm, :mod:`lassm.model.geometric_split`;
-    not in the reference). Measured on our own data (README, "Real single-view scans"), synthetic frames
+    make one pass per validation far too long), validation after each. The objects are the Euclidean
+    clusters above the table, divided where the model's masks divide them (``model.postprocess``:
+    ``split_radius`` 1.5 cm, ``split_mode`` "partition", :mod:`lassm.model.geometric_split`; not in the
+    reference). Measured on our own data (README, "Real single-view scans"), synthetic frames
     alone did better than with the real learn scans mixed in or fine-tuned on afterwards, on the real
     validation scans and on synthetic clutter; to mix them in anyway set
     ``data.extra_train=('<real_root>/train',)`` and ``data.extra_train_loop=4``. The synthetic clutter
-    validation splits are ``val_clutter`` and ``val_contact`` under ``root``.
+    validation splits are ``val_clutter`` (objects mostly apart) and ``val_touch`` (objects pushed until
+    their surfaces touch) under ``root``.
     """
     cfg = mosd(root=root, raw_root=raw_root, variant=variant)
     cfg.data.val_root = real_root
