@@ -12,7 +12,8 @@ is dropped. Objects that touch stay as the model separated them.
 :func:`partition_clusters` goes further, the other way round: the clusters are the objects, except where
 the model's pieces divide a cluster into two or more sizeable parts (touching objects the model tells
 apart). Objects apart are then whole whatever the masks missed of them, and a cluster no mask reached
-still comes out, scored low.
+still comes out, scored low; where one mask holds most of several whole clusters (an object an occluder
+cuts in two), their union comes out too.
 
 Used by :func:`lassm.inference.predict_arrays` (validation, evaluation, ``predict``) when
 ``model.postprocess.split_radius`` > 0 (the ``tabletop`` preset; 0, the reference's behaviour, elsewhere),
@@ -33,6 +34,7 @@ from .postprocess import Prediction
 
 HEIGHT = 0.005  # metres above the support plane: lower points are the table
 PART_SHARE = 0.2  # partition: a model part counts when it holds this share of its cluster's points
+JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clusters adds their union
 
 
 def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
@@ -111,8 +113,29 @@ def split_prediction(pred: Prediction, coord: np.ndarray, radius: float, npoint_
                       superpoint=pred.superpoint, semantic=pred.semantic)
 
 
+def _joins(pred: Prediction, sp_cluster: np.ndarray, size: np.ndarray, whole: np.ndarray,
+           join_share: float) -> list[tuple[np.ndarray, float, int, int]]:
+    """(superpoint mask, score, class, query) of every distinct union of two or more whole clusters that one
+    of ``pred``'s masks holds at least ``join_share`` of each of: an object seen in pieces."""
+    if join_share <= 0 or not len(pred.scores):
+        return []
+    onehot = sp_cluster[:, None] == np.arange(len(whole))[None, :]  # (S, C)
+    masks, scores = pred.sp_masks.cpu().numpy(), pred.scores.cpu().numpy()
+    held = ((masks * size) @ onehot) / np.maximum(size @ onehot, 1)  # (K, C) share of each cluster
+    joins, seen = [], set()
+    for k in np.argsort(-scores, kind="stable"):
+        clusters = np.flatnonzero(held[k] >= join_share)
+        if len(clusters) < 2 or not whole[clusters].all() or tuple(clusters) in seen:
+            continue
+        seen.add(tuple(clusters))
+        joins.append((onehot[:, clusters].any(1), 0.5 * float(scores[k]), int(pred.classes[k]),
+                      int(pred.queries[k])))
+    return joins
+
+
 def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
-                       height: float = HEIGHT, share: float = PART_SHARE) -> Prediction:
+                       height: float = HEIGHT, share: float = PART_SHARE, join_share: float = JOIN_SHARE
+                       ) -> Prediction:
     """Objects from the Euclidean clusters, divided where the model sees several (see the module doc).
 
     The masks are first cut along the clusters (:func:`split_prediction`); every superpoint then goes to
@@ -123,8 +146,11 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     instance: two witnesses, the gap around it and a mask in it, say it is an object, so it ranks above
     every divided part with ``0.5 + 0.5 x`` the best piece's score; 0.05 when no piece reached it (an
     object the model missed, class 0 and query -1, as on the single-class tabletop scans this is for).
-    Filling and ranking were chosen on the 36 real learn-train scans and our synthetic validation frames
-    (README, "Real single-view scans")."""
+    Where one mask holds at least ``join_share`` of each of two or more whole clusters (an object seen
+    in pieces, an occluder in front of it), their union is added as a further instance at half the
+    mask's score, below the clusters themselves (0 turns it off). Filling, ranking and joins were chosen
+    on the 36 real learn-train scans and our synthetic validation frames (README, "Real single-view
+    scans")."""
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
     pieces = split_prediction(pred, coord, radius, npoint_thr, height, cluster=cluster)
     superpoint = pred.superpoint.cpu().numpy()
@@ -137,10 +163,11 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     masks = pieces.sp_masks.cpu().numpy()  # (P, S), best first
     # (S,) the best piece holding each superpoint (none at all when the model kept no mask)
     owner = np.where(masks.any(0), masks.argmax(0), -1) if len(masks) else np.full(num_sp, -1)
-    scores, out = pieces.scores.cpu().numpy(), []
+    scores, out = pieces.scores.cpu().numpy(), []  # out: (superpoint mask, score, piece or -1)
     centre = np.zeros((num_sp, 3))
     np.add.at(centre, superpoint, coord)
     centre /= np.maximum(votes.sum(1), 1)[:, None]
+    whole = np.zeros(count, bool)  # clusters left undivided
     for c in range(count):
         inside = sp_cluster == c
         points = np.bincount(owner[inside & (owner >= 0)], weights=size[inside & (owner >= 0)],
@@ -153,19 +180,19 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
                 part[rest] = part[owned[cKDTree(centre[owned]).query(centre[rest])[1]]]
             out += [(part == b, float(scores[b]), int(b)) for b in parts]
         else:
+            whole[c] = True
             held = np.flatnonzero(points > 0)
             best = int(held[np.argmax(scores[held])]) if len(held) else -1
             out.append((inside, 0.5 + 0.5 * float(scores[best]) if best >= 0 else 0.05, best))
+    kind = [pieces.classes[b] if b >= 0 else 0 for _, _, b in out]  # a cluster of no piece: class 0 (object)
+    query = [pieces.queries[b] if b >= 0 else -1 for _, _, b in out]  # -1: no query made it
+    joins = _joins(pred, sp_cluster, size, whole, join_share)
+    out = [(m, s, int(c), int(q)) for (m, s, _), c, q in zip(out, kind, query, strict=True)] + joins
     out.sort(key=lambda item: -item[1])
     where = pred.scores.device
-    source = torch.as_tensor([b for _, _, b in out], dtype=torch.long, device=where)
-    from_piece = source >= 0
-    classes = torch.zeros(len(out), dtype=torch.long, device=where)  # a cluster of no piece: class 0 (object)
-    queries = torch.full((len(out),), -1, dtype=torch.long, device=where)  # -1: no query made it
-    classes[from_piece] = pieces.classes[source[from_piece]]
-    queries[from_piece] = pieces.queries[source[from_piece]]
-    sp_masks = np.array([m for m, _, _ in out]).reshape(len(out), num_sp)
-    return Prediction(scores=torch.tensor([s for _, s, _ in out], dtype=pred.scores.dtype, device=where),
-                      classes=classes, queries=queries,
+    sp_masks = np.array([m for m, _, _, _ in out]).reshape(len(out), num_sp)
+    return Prediction(scores=torch.tensor([s for _, s, _, _ in out], dtype=pred.scores.dtype, device=where),
+                      classes=torch.tensor([c for _, _, c, _ in out], dtype=torch.long, device=where),
+                      queries=torch.tensor([q for _, _, _, q in out], dtype=torch.long, device=where),
                       sp_masks=torch.as_tensor(sp_masks, device=pred.sp_masks.device),
                       superpoint=pred.superpoint, semantic=pred.semantic)

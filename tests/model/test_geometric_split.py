@@ -145,3 +145,20 @@ def test_partition_of_a_prediction_without_masks_gives_the_clusters():
     out = partition_clusters(prediction(np.zeros((0, 7), bool), np.zeros(0), superpoint), coord, radius=0.015)
     assert out.sp_masks.tolist() == [[True] * 4 + [False] * 3, [False] * 4 + [True, True, False]]
     assert out.scores.tolist() == pytest.approx([0.05, 0.05]) and out.queries.tolist() == [-1, -1]
+
+
+def test_partition_adds_the_union_of_whole_clusters_one_mask_holds(scene):
+    """One mask over both of A and B (apart: two clusters), as over an object an occluder cuts in two: the
+    clusters stay, each ranked first, and their union follows at half the mask's score; a mask holding
+    less than half of B adds nothing, and join_share 0 turns the union off."""
+    coord, superpoint, _ = scene
+    both = [[True, True, True, True, False]]
+    out = partition_clusters(prediction(both, [0.8], superpoint), coord, radius=0.015)
+    assert out.sp_masks.tolist() == [[True, True, False, False, False], [False, False, True, True, False],
+                                     [True, True, True, True, False]]
+    # each cluster: 0.5 + 0.5 x its piece's score (0.8 x half the mask); the union: 0.8 / 2
+    assert out.scores.tolist() == pytest.approx([0.7, 0.7, 0.4]) and out.queries.tolist() == [0, 0, 0]
+    side_of_b = [[True, True, False, True, False]]  # B's side: 143 of its 312 points
+    assert len(partition_clusters(prediction(side_of_b, [0.8], superpoint), coord, radius=0.015).scores) == 2
+    off = partition_clusters(prediction(both, [0.8], superpoint), coord, radius=0.015, join_share=0)
+    assert len(off.scores) == 2
