@@ -143,8 +143,9 @@ def _slide(solids: list[Solid], placed: list[PlacedObject], target: np.ndarray,
     start = target + rng.uniform(-0.8, 0.8) * width * axes[1, :2]  # the moving object's centre, before
     shifted = [shapes.posed(s, np.eye(3), np.array([*start, 0.0])) for s in solids]
     lo, hi = shapes.bounds(shifted, axes)
-    ahead = [o for o in placed if np.all(shapes.bounds(o.solids, axes[1:])[0] < hi[1:])
-             and np.all(shapes.bounds(o.solids, axes[1:])[1] > lo[1:])]
+    across = [shapes.bounds(o.solids, axes[1:]) for o in placed]  # (lo, hi) sideways and up
+    ahead = [o for o, (olo, ohi) in zip(placed, across, strict=True)
+             if np.all(olo < hi[1:]) and np.all(ohi > lo[1:])]
     if not ahead:
         return None
     grid = _columns(lo[1:], hi[1:])

@@ -166,7 +166,7 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     scores, out = pieces.scores.cpu().numpy(), []  # out: (superpoint mask, score, piece or -1)
     centre = np.zeros((num_sp, 3))
     np.add.at(centre, superpoint, coord)
-    centre /= np.maximum(votes.sum(1), 1)[:, None]
+    centre /= np.maximum(size, 1)[:, None]
     whole = np.zeros(count, bool)  # clusters left undivided
     for c in range(count):
         inside = sp_cluster == c
