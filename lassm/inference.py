@@ -136,11 +136,19 @@ def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device
             raise ValueError(f"model.postprocess.split_radius: the geometric split needs single-view scans "
                              f"in the support plane's frame (data.scan.frame 'support_plane'), got "
                              f"{cfg.data.scan.frame!r}; set it to 0")
-        split = partition_clusters if post.split_mode == "partition" else split_prediction
-        coord = arrays["coord"]  # validation hands over the scene as tensors on the model's device
-        coord = coord.detach().cpu().numpy() if torch.is_tensor(coord) else np.asarray(coord)
-        pred = split(pred, coord, post.split_radius, post.npoint_thr)
+        coord = _numpy(arrays["coord"])  # validation hands over the scene as tensors on the model's device
+        if post.split_mode == "partition":
+            normal = arrays.get("normal") if post.split_convex_degrees > 0 else None
+            pred = partition_clusters(pred, coord, post.split_radius, post.npoint_thr,
+                                      normal=None if normal is None else _numpy(normal),
+                                      convex_degrees=post.split_convex_degrees)
+        else:
+            pred = split_prediction(pred, coord, post.split_radius, post.npoint_thr)
     return pred
+
+
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
 
 
 def has_labels(arrays) -> bool:

@@ -233,13 +233,16 @@ def describe(path: Path, scan: dict, pred: Prediction) -> str:
 
 def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, viewpoint=None, top: int = 10,
         frame: str | None = None, html: bool = True, overwrite: bool = False,
-        trusted: bool = False, split: tuple[float, str] | None = None) -> list[dict]:
+        trusted: bool = False, split: tuple[float, str] | None = None, convex: float | None = None
+        ) -> list[dict]:
     """The whole command over one or more scans (files, folders, globs): one model load, a progress bar,
     a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
     per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error.
     ``trusted``: allow unpickling a legacy checkpoint (:func:`lassm.inference.load_model`). ``split``:
     (radius, mode) overriding the checkpoint's ``model.postprocess.split_radius`` and ``split_mode``
-    (single-view scans: masks cut along the gaps between objects, :mod:`lassm.model.geometric_split`)."""
+    (single-view scans: masks cut along the gaps between objects, :mod:`lassm.model.geometric_split`).
+    ``convex``: degrees overriding ``model.postprocess.split_convex_degrees`` (the partition's clusters
+    divided along concave creases first; 0 = off)."""
     from .progress import tqdm
 
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
@@ -248,6 +251,9 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     model, cfg, info = open_model(checkpoint, preset, variant, device, trusted=trusted)
     if split is not None:
         cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = split
+    if convex is not None:
+        cfg.model.postprocess.split_convex_degrees = convex
+    if split is not None or convex is not None:
         cfg.model.postprocess.__post_init__()  # the values' checks, naming the fields
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
@@ -342,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-mode", default="partition", choices=("cut", "partition"),
                         help="with --split-radius: cut each mask, or take the clusters as objects unless "
                              "the model divides one")
+    parser.add_argument("--split-convex", type=float, default=None, metavar="DEGREES",
+                        help="partition: divide the clusters along concave creases first, joints within "
+                             "DEGREES smooth (0 = off; default: the checkpoint's setting, 45 for the "
+                             "tabletop preset)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
     args = parser.parse_args(dash_values(argv))
@@ -355,7 +365,7 @@ def _command(args) -> int:
     split = None if args.split_radius is None else (args.split_radius, args.split_mode)
     rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
                args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite, args.trust_checkpoint,
-               split)
+               split, args.split_convex)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

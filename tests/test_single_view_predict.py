@@ -117,3 +117,27 @@ def test_predict_with_a_geometric_split_equals_the_dataset_path_with_it(both_pat
         np.testing.assert_allclose(out["scores"], expected.scores.numpy(), rtol=1e-6)
     assert expected.masks.shape != plain.masks.shape or not torch.equal(expected.masks, plain.masks)
     assert predict.main([*common, "--out", str(root / "bad"), "--split-radius", "-1"]) == 2
+
+
+def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_paths):
+    """``--split-convex`` as the config field on the dataset path, whose scenes then carry their normals
+    (learn22: stacked boxes, a concave crease between them)."""
+    from copy import deepcopy
+    root, model, cfg = both_paths
+    raw = root / "raw" / "val" / "learn22.pcd"
+    assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
+                         "--out", str(root / "pred_convex"), "--split-radius", "0.015",
+                         "--split-convex", "45"]) == 0
+    convex_cfg = deepcopy(cfg)
+    post = convex_cfg.model.postprocess
+    post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
+    dataset = split_dataset(convex_cfg, "val")
+    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
+                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
+    assert "normal" in arrays and "normal" not in split_dataset(cfg, "val")[0]
+    expected = inference.predict_arrays(model, convex_cfg, arrays, "cpu")
+    with np.load(root / "pred_convex" / "learn22_instances.npz") as out:
+        assert np.array_equal(out["masks"], expected.masks.numpy())
+        np.testing.assert_allclose(out["scores"], expected.scores.numpy(), rtol=1e-6)
+    assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
+                         "--out", str(root / "bad_convex"), "--split-convex", "200"]) == 2

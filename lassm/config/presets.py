@@ -153,7 +153,9 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     make one pass per validation far too long), validation after each. The objects are the Euclidean
     clusters above the table, divided where the model's masks divide them (``model.postprocess``:
     ``split_radius`` 1.5 cm, ``split_mode`` "partition", :mod:`lassm.model.geometric_split`; not in the
-    reference). Measured on our own data (README, "Real single-view scans"), synthetic frames
+    reference), the clusters first divided along concave creases, where objects touch
+    (``split_convex_degrees``
+    45). Measured on our own data (README, "Real single-view scans"), synthetic frames
     alone did better than with the real learn scans mixed in or fine-tuned on afterwards, on the real
     validation scans and on synthetic clutter; to mix them in anyway set
     ``data.extra_train=('<real_root>/train',)`` and ``data.extra_train_loop=4``. The synthetic clutter
@@ -165,6 +167,7 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     cfg.augment.jitter_sigma = 0.002
     cfg.train.batch_size, cfg.train.lr, cfg.train.epochs, cfg.train.steps_per_epoch = 6, 2e-3, 30, 100
     cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = 0.015, "partition"
+    cfg.model.postprocess.split_convex_degrees = 45.0
     cfg.train.eval_interval, cfg.train.experiment = ((1, 1),), "tabletop"
     return cfg
 

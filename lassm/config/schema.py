@@ -303,12 +303,19 @@ class PostprocessConfig:
     # "cut": each mask cut into its parts in the clusters; "partition": the clusters are the objects except
     # where the model's masks divide one into sizeable parts (lassm.model.geometric_split)
     split_mode: str = "cut"
+    # "partition" only: divide the clusters along concave creases between superpoints first (objects that
+    # touch; lassm.model.geometric_split.convex_segments), joints within this many degrees counting as
+    # smooth; 0 = off (not in the reference)
+    split_convex_degrees: float = 0.0
 
     def __post_init__(self):
         check_positive(self, "model.postprocess", ("topk_insts",))
         if self.split_mode not in ("cut", "partition"):
             raise ValueError(f"model.postprocess.split_mode: expected 'cut' or 'partition', "
                              f"got {self.split_mode!r}")
+        if not 0 <= self.split_convex_degrees < 180:
+            raise ValueError(f"model.postprocess.split_convex_degrees: expected degrees in [0, 180), "
+                             f"0 = off, got {self.split_convex_degrees}")
         if not 0 <= self.split_radius < 1:
             raise ValueError(f"model.postprocess.split_radius: expected metres in [0, 1), 0 = off, "
                              f"got {self.split_radius}")

@@ -117,7 +117,8 @@ def training_set(cfg: Config) -> torch.utils.data.Dataset:
 def validation_set(cfg: Config) -> SceneDataset:
     """The validation split (under ``data.val_root`` when set, else ``data.root``)."""
     data = cfg.data
-    return SceneDataset.for_config(data, data.val_root or data.root, data.val_split, require_labels=True)
+    return SceneDataset.for_config(data, data.val_root or data.root, data.val_split, require_labels=True,
+                                   with_normal=cfg.model.postprocess.split_convex_degrees > 0)
 
 
 def epoch_steps(scenes: int, tc, world: int = 1) -> int:

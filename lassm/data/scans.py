@@ -218,7 +218,8 @@ def load_scan(path: str | Path, scan_cfg, frame: str | None = None, viewpoint=No
                                  name=str(path))
     keep = arrays["point_index"]
     return {"coord": arrays["coord"], "color": arrays["color"], "superpoint": arrays["superpoint"],
-            "source_coord": view["coord"][keep], "point_index": view["point_index"][keep],
+            "normal": arrays["normal"], "source_coord": view["coord"][keep],
+            "point_index": view["point_index"][keep],
             "num_input": view["num_input"], "has_color": view["has_color"], "faces": None,
             "kind": "organised cloud" if view["grid_shape"] is not None else "cloud",
             "plane": {"table_from_camera": np.asarray(arrays["table_from_camera"]),

@@ -108,7 +108,8 @@ def instance_label_ids(cfg: Config) -> np.ndarray:
 
 def split_dataset(cfg: Config, split: str, root: str | None = None) -> SceneDataset:
     """The processed scenes of ``split`` under ``root`` (default: the config's data root)."""
-    return SceneDataset.for_config(cfg.data, root or cfg.data.root, split)
+    return SceneDataset.for_config(cfg.data, root or cfg.data.root, split,
+                                   with_normal=cfg.model.postprocess.split_convex_degrees > 0)
 
 
 def scene_arrays(dataset: SceneDataset, index: int) -> dict[str, np.ndarray]:

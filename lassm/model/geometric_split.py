@@ -35,6 +35,9 @@ from .postprocess import Prediction
 HEIGHT = 0.005  # metres above the support plane: lower points are the table
 PART_SHARE = 0.2  # partition: a model part counts when it holds this share of its cluster's points
 JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clusters adds their union
+ADJACENT = 0.01  # convex segments: superpoints with points this close (metres) are neighbours ...
+ADJACENT_PAIRS = 3  # ... when at least this many point pairs are
+SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014, eq. 5)
 
 
 def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
@@ -64,6 +67,84 @@ def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
     rank = np.full(sizes.size, -1, np.int64)
     rank[kept] = np.arange(kept.size)
     out[above] = rank[component]
+    return out
+
+
+def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarray, cluster: np.ndarray,
+                    smooth_degrees: float, min_points: int = 1) -> np.ndarray:
+    """(N,) ``cluster`` divided along concave creases (ids 0..K-1, largest first; -1 where ``cluster`` is).
+
+    Neighbouring superpoints (ADJACENT_PAIRS point pairs within ADJACENT) join when their joint is convex
+    or smooth, as in locally convex connected patches (LCCP, Stein et al. 2014): with centres x_a, x_b and
+    mean normals n_a, n_b facing the camera, convex when (n_a - n_b) . (x_a - x_b) > 0, smooth when the
+    normals lie within ``smooth_degrees``. Two objects that touch meet in a concave crease; one convex
+    object has none. Segments of fewer than ``min_points`` points go to the nearest larger segment of their
+    cluster (superpoint centres; a cluster with none stays whole). coord, normal: (N, 3) in one frame,
+    normals unit and facing the camera; superpoint, cluster: (N,) ids (cluster -1: table / dropped)."""
+    if not 0 < smooth_degrees < 180:
+        raise ValueError(f"smooth_degrees: expected degrees in (0, 180), got {smooth_degrees!r}")
+    coord, normal = np.asarray(coord, np.float64), np.asarray(normal, np.float64)
+    if normal.shape != coord.shape:
+        raise ValueError(f"normal: expected {coord.shape} (one per point), got {normal.shape}")
+    superpoint = np.asarray(superpoint)
+    out = np.full(len(coord), -1, np.int64)
+    above = np.flatnonzero(cluster >= 0)
+    if above.size == 0:
+        return out
+    num_sp = int(superpoint.max()) + 1
+    sp = superpoint[above]
+    size = np.bincount(sp, minlength=num_sp).astype(np.float64)
+    centre = np.zeros((num_sp, 3))
+    np.add.at(centre, sp, coord[above])
+    centre /= np.maximum(size, 1)[:, None]
+    mean_normal = np.zeros((num_sp, 3))
+    np.add.at(mean_normal, sp, normal[above])
+    mean_normal /= np.maximum(np.linalg.norm(mean_normal, axis=1), 1e-9)[:, None]
+    pairs = cKDTree(coord[above]).query_pairs(ADJACENT, output_type="ndarray")
+    a, b = sp[pairs[:, 0]], sp[pairs[:, 1]]
+    a, b = np.minimum(a[a != b], b[a != b]), np.maximum(a[a != b], b[a != b])
+    key, count = np.unique(a * num_sp + b, return_counts=True)
+    key = key[count >= ADJACENT_PAIRS]
+    a, b = key // num_sp, key % num_sp
+    direction = centre[a] - centre[b]
+    direction /= np.maximum(np.linalg.norm(direction, axis=1), 1e-9)[:, None]
+    cos = np.clip(np.einsum("ij,ij->i", mean_normal[a], mean_normal[b]), -1.0, 1.0)
+    smooth = cos > np.cos(np.radians(smooth_degrees))
+    convex = np.einsum("ij,ij->i", mean_normal[a] - mean_normal[b], direction) > 0
+    # LCCP's sanity check: a joint whose centre line runs along the normals' crossing line (two faces
+    # meeting side by side, offset along the crease) is no evidence of convexity
+    cross = np.cross(mean_normal[a], mean_normal[b])
+    cross /= np.maximum(np.linalg.norm(cross, axis=1), 1e-9)[:, None]
+    along = np.degrees(np.arccos(np.clip(np.abs(np.einsum("ij,ij->i", cross, direction)), 0.0, 1.0)))
+    bend = np.degrees(np.arccos(cos))
+    convex &= along >= SANITY_MAX_DEGREES / (1 + np.exp(-0.25 * (bend - 25.0)))
+    join = smooth | convex
+    graph = coo_matrix((np.ones(int(join.sum()), np.int8), (a[join], b[join])), shape=(num_sp, num_sp))
+    segment = connected_components(graph, directed=False)[1][superpoint]  # (N,) per point
+    segment = np.where(cluster >= 0, segment, -1)
+    # per point (cluster, segment) labels, small segments absorbed by the nearest large one of their cluster
+    ids, label, points = np.unique(segment[above] + (cluster[above] * num_sp), return_inverse=True,
+                                   return_counts=True)
+    big = points >= min_points
+    seg_cluster = ids // num_sp
+    sp_label = np.full(num_sp, -1)
+    sp_label[sp] = label  # each superpoint's (cluster, segment); a superpoint lies in one segment
+    for c in np.unique(seg_cluster[~big]):
+        small = np.flatnonzero((seg_cluster == c) & ~big)
+        large = np.flatnonzero((seg_cluster == c) & big)
+        if not large.size:  # the cluster whole
+            sp_label[np.isin(sp_label, small)] = small[0]
+            continue
+        target = np.flatnonzero(np.isin(sp_label, large))
+        source = np.flatnonzero(np.isin(sp_label, small))
+        sp_label[source] = sp_label[target[cKDTree(centre[target]).query(centre[source])[1]]]
+    label = sp_label[sp]
+    points = np.bincount(label, minlength=len(ids))
+    kept = np.flatnonzero(points >= min_points)
+    kept = kept[np.argsort(-points[kept], kind="stable")]
+    rank = np.full(len(ids), -1, np.int64)
+    rank[kept] = np.arange(kept.size)
+    out[above] = rank[label]
     return out
 
 
@@ -134,8 +215,8 @@ def _joins(pred: Prediction, sp_cluster: np.ndarray, size: np.ndarray, whole: np
 
 
 def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
-                       height: float = HEIGHT, share: float = PART_SHARE, join_share: float = JOIN_SHARE
-                       ) -> Prediction:
+                       height: float = HEIGHT, share: float = PART_SHARE, join_share: float = JOIN_SHARE,
+                       normal: np.ndarray | None = None, convex_degrees: float = 0.0) -> Prediction:
     """Objects from the Euclidean clusters, divided where the model sees several (see the module doc).
 
     The masks are first cut along the clusters (:func:`split_prediction`); every superpoint then goes to
@@ -150,8 +231,18 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     in pieces, an occluder in front of it), their union is added as a further instance at half the
     mask's score, below the clusters themselves (0 turns it off). Filling, ranking and joins were chosen
     on the 36 real learn-train scans and our synthetic validation frames (README, "Real single-view
-    scans")."""
+    scans").
+
+    ``convex_degrees`` > 0: the clusters are first divided along concave creases (:func:`convex_segments`,
+    joints within that many degrees smooth), so that objects touching each other, which no gap separates,
+    are apart before the masks are read; ``normal`` (N, 3), facing the camera, is then required."""
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
+    if convex_degrees > 0:
+        if normal is None:
+            raise ValueError("normal: the convex division of the clusters (convex_degrees > 0) needs the "
+                             "scan's point normals")
+        cluster = convex_segments(coord, normal, pred.superpoint.cpu().numpy(), cluster, convex_degrees,
+                                  min_points=npoint_thr + 1)
     pieces = split_prediction(pred, coord, radius, npoint_thr, height, cluster=cluster)
     superpoint = pred.superpoint.cpu().numpy()
     count = int(cluster.max()) + 1

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from lassm.config import preset
-from lassm.model.geometric_split import partition_clusters, split_prediction
+from lassm.model.geometric_split import (
+    convex_segments,
+    euclidean_clusters,
+    partition_clusters,
+    split_prediction,
+)
 from lassm.model.postprocess import Prediction
 
 
@@ -84,6 +89,8 @@ def test_needs_superpoint_masks_and_matching_points(scene):
 def test_config_checks_the_radius_and_mode_and_the_tabletop_preset_partitions():
     post = preset("tabletop").model.postprocess
     assert post.split_radius == pytest.approx(0.015) and post.split_mode == "partition"
+    assert post.split_convex_degrees == pytest.approx(45.0)
+    assert preset("mosd").model.postprocess.split_convex_degrees == 0
     assert preset("mosd").model.postprocess.split_radius == 0.0  # the reference's behaviour
     with pytest.raises(ValueError, match="split_radius"):
         post.__class__(split_radius=-0.01)
@@ -162,3 +169,70 @@ def test_partition_adds_the_union_of_whole_clusters_one_mask_holds(scene):
     assert len(partition_clusters(prediction(side_of_b, [0.8], superpoint), coord, radius=0.015).scores) == 2
     off = partition_clusters(prediction(both, [0.8], superpoint), coord, radius=0.015, join_share=0)
     assert len(off.scores) == 2
+
+
+def sphere_caps(centres, radius=0.03, step: float = 0.003):
+    """Upper halves of spheres standing on the table, as points with outward (camera-facing) normals;
+    superpoints: 8 azimuth sectors x 2 elevation rings per sphere. Returns coord, normal, superpoint."""
+    coord, normal, superpoint = [], [], []
+    for i, centre in enumerate(centres):
+        r = radius[i] if isinstance(radius, (list, tuple)) else radius
+        ticks = np.arange(-r, r + 1e-9, step)
+        x, y = np.meshgrid(ticks, ticks)
+        inside = x**2 + y**2 < r**2
+        x, y = x[inside], y[inside]
+        z = np.sqrt(r**2 - x**2 - y**2)
+        n = np.stack([x, y, z], 1) / r
+        sector = ((np.arctan2(y, x) + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+        ring = (z < r / 2).astype(int)
+        coord.append(n * r + [centre, 0.0, r])
+        normal.append(n)
+        superpoint.append(i * 16 + ring * 8 + sector)
+    return np.concatenate(coord), np.concatenate(normal), np.concatenate(superpoint)
+
+
+def test_convex_segments_divide_touching_spheres_along_their_crease_and_keep_one_whole():
+    coord, normal, superpoint = sphere_caps([0.0, 0.06])  # touching at x = 0.03
+    cluster = euclidean_clusters(coord, 0.015)
+    assert cluster.max() == 0  # one cluster: no gap between them
+    segment = convex_segments(coord, normal, superpoint, cluster, smooth_degrees=30.0)
+    left = coord[:, 0] < 0.03
+    assert segment.max() == 1 and len(np.unique(segment[left])) == 1 and len(np.unique(segment[~left])) == 1
+    assert segment[left][0] != segment[~left][0]
+    coord, normal, superpoint = sphere_caps([0.0])
+    one = convex_segments(coord, normal, superpoint, euclidean_clusters(coord, 0.015), smooth_degrees=30.0)
+    assert (one == 0).all()  # a convex object has no concave crease
+
+
+def test_convex_segments_give_a_small_segment_to_the_nearest_large_one():
+    coord, normal, superpoint = sphere_caps([0.0, 0.05], radius=[0.03, 0.02])  # touching at x = 0.03
+    cluster = euclidean_clusters(coord, 0.015)
+    right = coord[:, 0] > 0.03
+    apart = convex_segments(coord, normal, superpoint, cluster, smooth_degrees=30.0)
+    assert apart.max() == 1 and (apart[right] == 1).all()  # the smaller sphere is the smaller segment
+    segment = convex_segments(coord, normal, superpoint, cluster, smooth_degrees=30.0,
+                              min_points=int(right.sum()) + 1)  # the right sphere is too small alone
+    assert (segment == 0).all()
+    whole = convex_segments(coord, normal, superpoint, cluster, smooth_degrees=30.0,
+                            min_points=int((~right).sum()) + 1)  # neither is large: the cluster whole
+    assert (whole == 0).all()
+
+
+def test_partition_with_convex_division_separates_touching_objects_one_mask_merged():
+    coord, normal, superpoint = sphere_caps([0.0, 0.06])
+    both = [[True] * 32]  # one mask over both spheres
+    pred = prediction(both, [0.9], torch.as_tensor(superpoint))
+    plain = partition_clusters(pred, coord, radius=0.015)
+    assert len(plain.scores) == 1  # one cluster, one mask: one object
+    out = partition_clusters(pred, coord, radius=0.015, normal=normal, convex_degrees=30.0)
+    left = (superpoint < 16)
+    masks = out.masks.numpy()
+    # each sphere whole (0.5 + 0.5 x its piece, 0.9 x half the mask), then the union at half the mask
+    assert out.scores.tolist() == pytest.approx([0.725, 0.725, 0.45])
+    assert {tuple(np.flatnonzero(m)[:1]) for m in masks[:2]} == {(0,), (int(np.flatnonzero(~left)[0]),)}
+    assert (masks[0] ^ masks[1]).all() and all(((m == left) | (m == ~left)).all() for m in masks[:2])
+    assert masks[2].all()
+    with pytest.raises(ValueError, match="normal"):
+        partition_clusters(pred, coord, radius=0.015, convex_degrees=30.0)
+    with pytest.raises(ValueError, match="split_convex_degrees"):
+        preset("tabletop").model.postprocess.__class__(split_convex_degrees=-1)

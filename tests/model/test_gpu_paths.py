@@ -170,6 +170,7 @@ def test_prediction_with_the_geometric_split_takes_a_scene_of_gpu_tensors():
     model = LaSSM(cfg.model).cuda()
     scene = blob_scene(40, seed=5, points=150, spread=0.01)  # blobs the 1.5 cm clusters find
     scene["segment"] = np.where(scene["segment"] == 1, 0, 1)  # table 0, object 1 (mosd's two classes)
+    scene["normal"] = np.tile(np.float32([0, 0, 1]), (len(scene["coord"]), 1))  # the convex division's input
     on_gpu = predict_arrays(model, cfg, {k: torch.as_tensor(v).cuda() for k, v in scene.items()}, "cuda")
     from_numpy = predict_arrays(model, cfg, scene, "cuda")
     assert cfg.model.postprocess.split_radius > 0 and len(on_gpu.scores) > 0
