@@ -38,6 +38,7 @@ JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clu
 ADJACENT = 0.01  # convex segments: superpoints with points this close (metres) are neighbours ...
 ADJACENT_PAIRS = 3  # ... when at least this many point pairs are
 SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014, eq. 5)
+SANITY_MIN_SINE = 0.2  # ... checked where the normals' crossing line is defined (sin of the bend above this)
 
 
 def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
@@ -114,8 +115,10 @@ def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarra
     # LCCP's sanity check: a joint whose centre line runs along the normals' crossing line (two faces
     # meeting side by side, offset along the crease) is no evidence of convexity
     cross = np.cross(mean_normal[a], mean_normal[b])
-    cross /= np.maximum(np.linalg.norm(cross, axis=1), 1e-9)[:, None]
+    sine = np.linalg.norm(cross, axis=1)
+    cross /= np.maximum(sine, 1e-9)[:, None]
     along = np.degrees(np.arccos(np.clip(np.abs(np.einsum("ij,ij->i", cross, direction)), 0.0, 1.0)))
+    along[sine < SANITY_MIN_SINE] = 90.0  # nearly opposite normals (a thin wall's rim): no crossing line
     bend = np.degrees(np.arccos(cos))
     convex &= along >= SANITY_MAX_DEGREES / (1 + np.exp(-0.25 * (bend - 25.0)))
     join = smooth | convex

@@ -236,3 +236,17 @@ def test_partition_with_convex_division_separates_touching_objects_one_mask_merg
         partition_clusters(pred, coord, radius=0.015, convex_degrees=30.0)
     with pytest.raises(ValueError, match="split_convex_degrees"):
         preset("tabletop").model.postprocess.__class__(split_convex_degrees=-1)
+
+
+def test_convex_segments_join_the_two_faces_of_a_thin_wall_at_its_rim():
+    """Nearly opposite normals (a cup's wall seen on both sides of its rim) define no crossing line, so
+    LCCP's sanity check, which would read one from noise, is skipped there and the convex rim joins."""
+    grid = np.array([(0.0, y, z) for y in np.arange(0, 0.03, 0.003) for z in np.arange(0, 0.03, 0.003)])
+    outside, inside = grid, grid + [0.004, 0.008, 0.0]  # 4 mm thick, the faces' centres offset along the rim
+    coord = np.concatenate([outside, inside]) + [0.0, 0.0, 0.02]
+    normal = np.concatenate([np.tile([-1.0, 0.0, 0.05], (len(grid), 1)),
+                             np.tile([1.0, 0.0, 0.05], (len(grid), 1))])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    superpoint = np.repeat([0, 1], len(grid))
+    segment = convex_segments(coord, normal, superpoint, np.zeros(len(coord), np.int64), smooth_degrees=45.0)
+    assert (segment == 0).all()
