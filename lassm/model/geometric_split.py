@@ -13,7 +13,9 @@ is dropped. Objects that touch stay as the model separated them.
 the model's pieces divide a cluster into two or more sizeable parts (touching objects the model tells
 apart). Objects apart are then whole whatever the masks missed of them, and a cluster no mask reached
 still comes out, scored low; where one mask holds most of several whole clusters (an object an occluder
-cuts in two), their union comes out too.
+cuts in two), their union comes out too. Objects that touch leave no gap; with ``convex_degrees`` the
+partition first divides each cluster along the concave creases between its superpoints
+(:func:`convex_segments`, after LCCP), where two touching objects meet.
 
 Used by :func:`lassm.inference.predict_arrays` (validation, evaluation, ``predict``) when
 ``model.postprocess.split_radius`` > 0 (the ``tabletop`` preset; 0, the reference's behaviour, elsewhere),
