@@ -26,7 +26,7 @@ import torch
 from ..config import preset
 from ..data.dataset import SceneDataset
 from ..data.labels import train_labels
-from ..model.geometric_split import euclidean_clusters
+from ..model.geometric_split import convex_segments, euclidean_clusters
 from .ap import InstanceEvaluator, evaluate_predictions
 
 # Defaults chosen on the 36 mOSD learn-split training scans (``--sweep``, 2026-11-30; README).
@@ -36,11 +36,18 @@ MIN_POINTS = 100  # smaller clusters are dropped (the evaluation ignores GT inst
 
 
 def baseline_prediction(coord: np.ndarray, thing_class: int, radius: float = RADIUS, height: float = HEIGHT,
-                        min_points: int = MIN_POINTS) -> SimpleNamespace:
+                        min_points: int = MIN_POINTS, convex_degrees: float = 0.0,
+                        normal: np.ndarray | None = None, superpoint: np.ndarray | None = None
+                        ) -> SimpleNamespace:
     """The baseline's prediction for one scene, as ``evaluate_predictions`` reads it: one mask per
     cluster (:func:`lassm.model.geometric_split.euclidean_clusters`), score 1, class ``thing_class``
-    (a train label)."""
+    (a train label). ``convex_degrees`` > 0: the clusters divided along concave creases first
+    (:func:`lassm.model.geometric_split.convex_segments`, which needs ``normal`` and ``superpoint``)."""
     cluster = euclidean_clusters(coord, radius, height, min_points)
+    if convex_degrees > 0:
+        if normal is None or superpoint is None:
+            raise ValueError("convex_degrees: the convex division needs the scene's normals and superpoints")
+        cluster = convex_segments(coord, normal, superpoint, cluster, convex_degrees, min_points)
     count = int(cluster.max()) + 1
     masks = cluster[None, :] == np.arange(count)[:, None]
     return SimpleNamespace(masks=torch.as_tensor(masks), scores=torch.ones(count),
@@ -56,11 +63,13 @@ def baseline_split(root: str, split: str, preset_name: str = "tabletop", **param
         raise ValueError(f"preset {preset_name!r}: the baseline needs exactly one instance class, "
                          f"got {len(things)}")
     thing = int(train_labels(torch.tensor([things[0]]), len(data.class_names), data.stuff_classes)[0])
-    dataset = SceneDataset.for_config(data, root, split, require_labels=True)
+    convex = params.get("convex_degrees", 0) > 0
+    dataset = SceneDataset.for_config(data, root, split, require_labels=True, with_normal=convex)
     predictions, scenes = [], []
     for i in range(len(dataset.scenes)):
         arrays = {k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
-        predictions.append(baseline_prediction(arrays["coord"], thing, **params))
+        extra = {"normal": arrays["normal"], "superpoint": arrays["superpoint"]} if convex else {}
+        predictions.append(baseline_prediction(arrays["coord"], thing, **params, **extra))
         scenes.append({"segment": arrays["segment"], "instance": arrays["instance"]})
     results = evaluate_predictions(predictions, scenes, data.class_names, data.stuff_classes)
     return {**results, "class_names": list(data.class_names), "stuff": list(data.stuff_classes)}
@@ -76,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--radius", type=float, default=RADIUS, help="cluster distance (m)")
     parser.add_argument("--height", type=float, default=HEIGHT, help="table cut above the plane (m)")
     parser.add_argument("--min-points", type=int, default=MIN_POINTS, help="smallest cluster kept")
+    parser.add_argument("--convex", type=float, default=0.0, metavar="DEGREES",
+                        help="divide the clusters along concave creases first, joints within DEGREES "
+                             "smooth (0 = off; the tabletop preset's partition uses 45)")
     parser.add_argument("--sweep", action="store_true",
                         help="score radius 0.5-3 cm x height 0.5-2 cm (on a training split)")
     args = parser.parse_args(argv)
@@ -89,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{radius:.4f}  {height:.3f}  {scores}", flush=True)
         return 0
     results = baseline_split(args.root, args.split, args.preset, radius=args.radius, height=args.height,
-                             min_points=args.min_points)
-    print(f"geometric baseline (radius {args.radius} m, height {args.height} m), {args.root}/{args.split}")
+                             min_points=args.min_points, convex_degrees=args.convex)
+    print(f"geometric baseline (radius {args.radius} m, height {args.height} m"
+          + (f", convex division at {args.convex:g} degrees" if args.convex else "")
+          + f"), {args.root}/{args.split}")
     names = [n for i, n in enumerate(results["class_names"]) if i not in results["stuff"]]
     print(InstanceEvaluator(names).format_table(results))
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lassm.data.io import write_scene
-from lassm.evaluate.baseline import baseline_split, main
+from lassm.evaluate.baseline import baseline_prediction, baseline_split, main
 from lassm.model.geometric_split import euclidean_clusters
 
 
@@ -92,3 +92,26 @@ def test_command_line_prints_the_table(tmp_path, capsys):
     assert main(["--root", str(tmp_path), "--split", "val", "--min-points", "10"]) == 0
     out = capsys.readouterr().out
     assert "geometric baseline" in out and "object" in out and "1.000" in out
+
+
+def test_convex_division_separates_two_touching_spheres_the_clusters_merge():
+    caps, normals, superpoints = [], [], []
+    ticks = np.arange(-0.03, 0.03 + 1e-9, 0.003)
+    for i, centre in enumerate((0.0, 0.06)):  # radius 3 cm, touching at x = 0.03
+        x, y = np.meshgrid(ticks, ticks)
+        inside = x**2 + y**2 < 0.03**2
+        x, y = x[inside], y[inside]
+        n = np.stack([x, y, np.sqrt(0.03**2 - x**2 - y**2)], 1) / 0.03
+        caps.append(n * 0.03 + [centre, 0.0, 0.03])
+        normals.append(n)
+        sector = ((np.arctan2(y, x) + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+        superpoints.append(i * 16 + 8 * (n[:, 2] < 0.5) + sector)
+    coord, normal, superpoint = np.concatenate(caps), np.concatenate(normals), np.concatenate(superpoints)
+    merged = baseline_prediction(coord, 1, min_points=10)
+    divided = baseline_prediction(coord, 1, min_points=10, convex_degrees=45.0, normal=normal,
+                                  superpoint=superpoint)
+    assert len(merged.scores) == 1 and len(divided.scores) == 2
+    left = coord[:, 0] < 0.03
+    assert sorted(divided.masks.sum(1).tolist()) == sorted([int(left.sum()), int((~left).sum())])
+    with pytest.raises(ValueError, match="normals"):
+        baseline_prediction(coord, 1, convex_degrees=45.0)
