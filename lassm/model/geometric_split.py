@@ -37,6 +37,7 @@ from .postprocess import Prediction
 HEIGHT = 0.005  # metres above the support plane: lower points are the table
 PART_SHARE = 0.2  # partition: a model part counts when it holds this share of its cluster's points
 JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clusters adds their union
+TAIL_SCORE = 0.02  # partition: a divided cluster, whole, ranked last (an alternative, not a claim)
 ADJACENT = 0.01  # convex segments: superpoints with points this close (metres) are neighbours ...
 ADJACENT_PAIRS = 3  # ... when at least this many point pairs are
 SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014, eq. 5)
@@ -219,6 +220,23 @@ def _joins(pred: Prediction, sp_cluster: np.ndarray, size: np.ndarray, whole: np
     return joins
 
 
+def _tails(sp_cluster: np.ndarray, whole: np.ndarray, superpoint: np.ndarray, euclidean: np.ndarray,
+           num_sp: int) -> list[tuple[np.ndarray, float, int, int]]:
+    """Last-ranked alternatives: each divided cluster whole (TAIL_SCORE), and each Euclidean cluster that
+    the convex division cut into several whole (TAIL_SCORE / 2): (superpoint mask, score, class 0, query -1).
+    Ranked below every claim, they cost little where they are wrong and recover an object where the
+    division was (a shared face plane the model cut wrongly, a cup's rim taken for a crease)."""
+    tails = [(sp_cluster == c, TAIL_SCORE, 0, -1) for c in np.flatnonzero(~whole)]
+    votes = np.zeros((num_sp, int(euclidean.max()) + 2), np.int64)
+    np.add.at(votes, (superpoint, euclidean + 1), 1)
+    sp_euclidean = votes.argmax(1) - 1
+    for e in range(int(euclidean.max()) + 1):
+        inside = sp_euclidean == e
+        if len(np.unique(sp_cluster[inside & (sp_cluster >= 0)])) >= 2:
+            tails.append((inside, TAIL_SCORE / 2, 0, -1))
+    return tails
+
+
 def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
                        height: float = HEIGHT, share: float = PART_SHARE, join_share: float = JOIN_SHARE,
                        normal: np.ndarray | None = None, convex_degrees: float = 0.0) -> Prediction:
@@ -234,7 +252,8 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     object the model missed, class 0 and query -1, as on the single-class tabletop scans this is for).
     Where one mask holds at least ``join_share`` of each of two or more whole clusters (an object seen
     in pieces, an occluder in front of it), their union is added as a further instance at half the
-    mask's score, below the clusters themselves (0 turns it off). Filling, ranking and joins were chosen
+    mask's score, below the clusters themselves (0 turns it off). Every divided cluster, whole, then follows
+    last (:func:`_tails`). Filling, ranking and joins were chosen
     on the 36 real learn-train scans and our synthetic validation frames (README, "Real single-view
     scans").
 
@@ -242,6 +261,7 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     joints within that many degrees smooth), so that objects touching each other, which no gap separates,
     are apart before the masks are read; ``normal`` (N, 3), facing the camera, is then required."""
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
+    euclidean = cluster
     if convex_degrees > 0:
         if normal is None:
             raise ValueError("normal: the convex division of the clusters (convex_degrees > 0) needs the "
@@ -284,6 +304,8 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     query = [pieces.queries[b] if b >= 0 else -1 for _, _, b in out]  # -1: no query made it
     joins = _joins(pred, sp_cluster, size, whole, join_share)
     out = [(m, s, int(c), int(q)) for (m, s, _), c, q in zip(out, kind, query, strict=True)] + joins
+    seen = {m.tobytes() for m, _, _, _ in out}
+    out += [t for t in _tails(sp_cluster, whole, superpoint, euclidean, num_sp) if t[0].tobytes() not in seen]
     out.sort(key=lambda item: -item[1])
     where = pred.scores.device
     sp_masks = np.array([m for m, _, _, _ in out]).reshape(len(out), num_sp)
