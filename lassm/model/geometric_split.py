@@ -40,7 +40,7 @@ JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clu
 TAIL_SCORE = 0.02  # partition: a divided cluster, whole, ranked last (an alternative, not a claim)
 ADJACENT = 0.01  # convex segments: superpoints with points this close (metres) are neighbours ...
 ADJACENT_PAIRS = 3  # ... when at least this many point pairs are
-SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014, eq. 5)
+SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014)
 SANITY_MIN_SINE = 0.2  # ... checked where the normals' crossing line is defined (sin of the bend above this)
 
 
