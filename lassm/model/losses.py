@@ -9,7 +9,7 @@ share of its stage's mean, the class-weight denominators) is laid out on the hos
 device in two copies, right after the matching's own round trip; the device then computes every
 row's BCE, Dice and L1 and every query's cross-entropy in one go and sums them per stage with those
 weights. Same numbers as ``stage_loss`` per stage up to float rounding (the sums run in another
-order): ``tests/model/test_criterion.py`` compares the two, gradients included.
+order): ``tests/model/test_losses.py`` compares the two, gradients included.
 
 The per-row BCE is ``softplus(m) - m t`` (equal to torch's BCE-with-logits, fewer kernels).
 """
@@ -65,7 +65,7 @@ def _layout(pairs: list[list[tuple[np.ndarray, np.ndarray]]], counts: list[int],
     """The host-side plan of the batched loss, in one int64 and one float32 copy to the device.
 
     pairs: [T][B] (query_idx, gt_idx) from the matcher. Returns rows (K,) into the flat (T B Q) queries,
-    gt rows (K,) into the scenes' concatenated ground truth, each row's S_b (K,), the cross-entropy
+    gt rows (K,) into the scenes' concatenated ground truth, each row's S_b and stage (K,), the cross-entropy
     target (T B Q,) before the matched labels go in (background, IGNORE for padding), each query's
     cross-entropy weight (T B Q,) and each row's BCE, Dice and L1 weights (3, K): the factors that
     turn sums into the per-scene means, the mean over scenes and the final stage's Dice factor.
@@ -74,7 +74,7 @@ def _layout(pairs: list[list[tuple[np.ndarray, np.ndarray]]], counts: list[int],
     gt_start = np.cumsum([0, *gt_counts])[:-1]
     with_gt = sum(g > 0 for g in gt_counts)
     denom = with_gt if cfg.fix_mean_loss else num_scenes
-    rows, gt_rows, row_size, weights = [], [], [], []
+    rows, gt_rows, row_size, row_stage, weights = [], [], [], [], []
     target = np.full((num_stages, num_scenes, num_q), IGNORE, dtype=np.int64)
     ce_weight = np.zeros((num_stages, num_scenes, num_q), dtype=np.float64)
     for t, per_stage in enumerate(pairs):
@@ -87,19 +87,20 @@ def _layout(pairs: list[list[tuple[np.ndarray, np.ndarray]]], counts: list[int],
             rows.append((t * num_scenes + b) * num_q + np.asarray(q, np.int64))
             gt_rows.append(gt_start[b] + np.asarray(g, np.int64))
             row_size.append(np.full(k, num_sp, np.int64))
+            row_stage.append(np.full(k, t, np.int64))
             if k:
                 weights.append(np.repeat([[1 / (k * num_sp * denom)], [dice_factor / (k * denom)],
                                           [1 / (k * num_scenes)]], k, axis=1))
     cat = np.concatenate
-    plan = cat([cat(rows), cat(gt_rows), cat(row_size), target.ravel()])
+    plan = cat([cat(rows), cat(gt_rows), cat(row_size), cat(row_stage), target.ravel()])
     row_weights = cat(weights, axis=1) if weights else np.zeros((3, 0))
     floats = cat([ce_weight.ravel(), row_weights.ravel()]).astype(np.float32)
     plan = torch.from_numpy(plan).to(device, non_blocking=True)
     floats = torch.from_numpy(floats).to(device, non_blocking=True)
     num_rows, num_queries = len(cat(rows)), target.size
-    rows, gt_rows, row_size, target = plan.split([num_rows, num_rows, num_rows, num_queries])
+    rows, gt_rows, row_size, row_stage, target = plan.split([num_rows] * 4 + [num_queries])
     ce_weight, row_weights = floats.split([num_queries, 3 * num_rows])
-    return rows, gt_rows, row_size, target, ce_weight, row_weights.view(3, num_rows)
+    return rows, gt_rows, row_size, row_stage, target, ce_weight, row_weights.view(3, num_rows)
 
 
 def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt_masks: list[torch.Tensor],
@@ -115,7 +116,7 @@ def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt
     num_stages, num_scenes, num_q, width = logits.shape
     device = logits.device
     gt_counts = [len(g) for g in gt_labels]
-    rows, gt_rows, row_size, target, ce_weight, row_weights = _layout(
+    rows, gt_rows, row_size, row_stage, target, ce_weight, row_weights = _layout(
         pairs, counts, sizes, gt_counts, width - 1, cfg, device)
 
     # classification: every query of every stage and scene in one cross-entropy (spec 7.2)
@@ -142,5 +143,6 @@ def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt
     sig = m.sigmoid() * valid
     dice = 1 - (2 * (sig * t).sum(1) + 1) / (sig.sum(1) + t.sum(1) + 1)  # (K,)
     box = (centres.reshape(-1, 3)[rows].float() - torch.cat(gt_centres).float()[gt_rows]).abs().sum(1)  # (K,)
-    terms = (torch.stack([bce, dice, box]) * row_weights).view(3, num_stages, -1).sum(-1)  # (3, T)
+    weighted = torch.stack([bce, dice, box]) * row_weights  # (3, K)
+    terms = weighted.new_zeros(3, num_stages).index_add_(1, row_stage, weighted)  # (3, T) per stage
     return torch.cat([cls[None], terms])

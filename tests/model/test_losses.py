@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,3 +90,21 @@ def test_pad_and_stack_stages_lay_out_the_same_tensors():
     stacked = stack_stages([(padded.logits[t], padded.masks[t], padded.centres[t], None) for t in range(2)],
                            padded.counts, padded.sizes)
     assert all(torch.equal(a, b) for a, b in zip(stacked[:3], padded[:3], strict=True))
+
+
+def test_stages_with_different_numbers_of_matched_pairs_sum_per_stage():
+    """Each stage's terms are the sums of its own rows, also when the stages matched different numbers
+    of queries (pairs given by hand: 2, then 1, then 3 in one scene): compared with stage_loss per stage."""
+    from lassm.model.losses import batched_stage_losses
+
+    cfg = CriterionConfig()
+    padded, stages, _, targets = padded_batch(3, (3,), num_stages=3)
+    pairs = [[(np.array([0, 4]), np.array([1, 0]))], [(np.array([2]), np.array([2]))],
+             [(np.array([1, 3, 5]), np.array([0, 2, 1]))]]
+    terms = batched_stage_losses(padded, [t.labels for t in targets], [t.masks for t in targets],
+                                 [t.centres for t in targets], pairs, cfg)
+    for t, stage in enumerate(stages):
+        indices = [tuple(torch.as_tensor(x) for x in pairs[t][0])]
+        expected, _ = stage_loss(stage, targets, cfg, final=t == 2, indices=indices)
+        for row, key in enumerate(("cls", "bce", "dice", "box")):
+            torch.testing.assert_close(terms[row, t], expected[key], rtol=1e-5, atol=1e-6, msg=f"{key} {t}")
