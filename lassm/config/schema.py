@@ -316,6 +316,9 @@ class PostprocessConfig:
         if not 0 <= self.split_convex_degrees < 180:
             raise ValueError(f"model.postprocess.split_convex_degrees: expected degrees in [0, 180), "
                              f"0 = off, got {self.split_convex_degrees}")
+        if self.split_convex_degrees > 0 and self.split_mode != "partition":
+            raise ValueError(f"model.postprocess.split_convex_degrees: the convex division is part of "
+                             f"split_mode 'partition', got split_mode {self.split_mode!r}; set it to 0")
         if not 0 <= self.split_radius < 1:
             raise ValueError(f"model.postprocess.split_radius: expected metres in [0, 1), 0 = off, "
                              f"got {self.split_radius}")

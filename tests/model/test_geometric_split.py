@@ -242,6 +242,8 @@ def test_partition_with_convex_division_separates_touching_objects_one_mask_merg
         partition_clusters(pred, coord, radius=0.015, convex_degrees=30.0)
     with pytest.raises(ValueError, match="split_convex_degrees"):
         preset("tabletop").model.postprocess.__class__(split_convex_degrees=-1)
+    with pytest.raises(ValueError, match="split_mode 'cut'"):
+        preset("tabletop").model.postprocess.__class__(split_convex_degrees=45.0, split_mode="cut")
 
 
 def test_convex_segments_join_the_two_faces_of_a_thin_wall_at_its_rim():
