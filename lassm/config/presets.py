@@ -155,8 +155,8 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     ``split_radius`` 1.5 cm, ``split_mode`` "partition", :mod:`lassm.model.geometric_split`; not in the
     reference), the clusters first divided along concave creases, where objects touch
     (``split_convex_degrees`` 45). Measured on our own data (README, "Real single-view scans"),
-    synthetic frames alone did better than with the real learn scans mixed in or fine-tuned on afterwards, on the real
-    validation scans and on synthetic clutter; to mix them in anyway set
+    synthetic frames alone did better than with the real learn scans mixed in or fine-tuned on
+    afterwards, on the real validation scans and on synthetic clutter; to mix them in anyway set
     ``data.extra_train=('<real_root>/train',)`` and ``data.extra_train_loop=4``. The synthetic clutter
     validation splits are ``val_clutter`` (objects mostly apart) and ``val_touch`` (objects pushed until
     their surfaces touch) under ``root``.
