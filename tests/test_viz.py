@@ -401,6 +401,12 @@ def test_ablation_report_is_one_standalone_page(tmp_path):
     assert text.count("plotly.js v") == 1 and text.count("Plotly.newPlot") == 2  # plotly.js embedded once
     assert "<h1>a &lt;test&gt;</h1>" in text and "<td>RuntimeError: boom</td>" in text
     assert not list(path.parent.glob(".*.tmp"))
+    shared = report_html(figures, table, tmp_path / "shared.html", "a <test>", plotlyjs="cdn")
+    small = shared.read_text()  # a page to commit: plotly.js from its CDN, one script tag, same figures
+    assert "plotly.js v" not in small and small.count("cdn.plot.ly/plotly-") == 1
+    assert small.count("Plotly.newPlot") == 2 and shared.stat().st_size < 100_000 < path.stat().st_size
+    with pytest.raises(ValueError, match="plotlyjs"):
+        report_html(figures, table, tmp_path / "bad.html", "t", plotlyjs="directory")
 
 
 def test_export_report(tmp_path):

@@ -108,9 +108,10 @@ def tradeoff_figure(table: list[dict]) -> go.Figure:
 
 
 def report_html(figures: list[go.Figure], table: list[dict], path: str | os.PathLike, title: str,
-                settings: dict | None = None, caveats: list[str] = ()) -> Path:
+                settings: dict | None = None, caveats: list[str] = (), plotlyjs: bool | str = True) -> Path:
     """One standalone page: a heading, the study's settings (name -> value) and caveats, the summary table
-    and the figures, plotly.js embedded once."""
+    and the figures, plotly.js embedded once (``plotlyjs="cdn"``: loaded from plotly's CDN, for a report
+    to commit or share; :func:`lassm.viz.html.write_page`)."""
     parts = []
     if settings:
         parts.append("<h2>Settings</h2>" + table_html(["setting", "value"],
@@ -119,7 +120,7 @@ def report_html(figures: list[go.Figure], table: list[dict], path: str | os.Path
         parts.append("<h2>Read with care</h2><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in caveats)
                      + "</ul>")
     results = table_html(_header(), _cells(table))
-    return write_page(path, title, [*parts, "<h2>Results</h2>", results, *figures])
+    return write_page(path, title, [*parts, "<h2>Results</h2>", results, *figures], plotlyjs)
 
 
 def study_caveats(table: list[dict], seeds: list[int], steps: int | None = None) -> list[str]:
