@@ -316,3 +316,16 @@ def test_ops_command_counts_the_training_step(tmp_path, capsys, monkeypatch):
     (row,) = json.loads(out.read_text())
     assert row["variant"] == "-0" and row["stages"]["losses"]["leaf"] >= 1
     assert "backward" in capsys.readouterr().out
+
+
+def test_sync_census_counts_nothing_on_the_cpu_and_formats_its_sites():
+    import collections
+
+    from lassm.bench.model import format_sync_sites, sync_sites
+    calls = []
+    assert sync_sites(lambda: calls.append(1), "cpu") == collections.Counter() and not calls
+    sites = collections.Counter({"model/lassm.py:114 < train.py:136": 3, "augment.py:355": 1})
+    assert format_sync_sites(sites).splitlines() == [
+        "synchronisations torch flags: 4",
+        "    3  model/lassm.py:114 < train.py:136",
+        "    1  augment.py:355"]

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: voxelisation only, as the authors' timing)")
     m.add_argument("--repeat", type=int, default=10, help="runs per measurement (median), after warm-up")
     m.add_argument("--warmup", type=int, default=3, help="untimed runs first")
-    m.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table")
+    m.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table "
+                   "and, on a GPU, where torch's sync debug mode flags a host synchronisation")
     m.add_argument("--bench-dir", default=None, help=bench_dir)
     m.add_argument("--json", default=None, help="also write the rows to this JSON file")
     o = sub.add_parser("ops", help="aten operators per training step and stage, on the CPU: the proxy for "
@@ -271,9 +272,11 @@ def _print_profiles(args, scenes: list[dict], variants: tuple[int, ...]) -> None
         if "train" in args.modes:
             step = bm.TrainingStep(scenes, device, args.preset, t_layer, args.amp, args.augment)
             print(f"\nprofile: training step -{t_layer}\n{bm.profile_table(step, device)}")
+            print(bm.format_sync_sites(bm.sync_sites(step, device)))
         cfg, model = bm.build_model(args.preset, t_layer, device, train=False)
         infer, _ = bm.inference_fn(model, cfg, scenes[0], device, amp_dtype(args.amp, device))
         print(f"\nprofile: inference -{t_layer}\n{bm.profile_table(infer, device)}")
+        print(bm.format_sync_sites(bm.sync_sites(infer, device)))
 
 
 def _ops(args, parser) -> list[dict]:

@@ -26,10 +26,13 @@ and fits the log-log slope of time and of memory against the point count.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import statistics
 import time
+import traceback
+import warnings
 
 import numpy as np
 import torch
@@ -270,3 +273,39 @@ def profile_table(fn, device, rows: int = 30, sort: str = "cpu") -> str:
     syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
     return (f"kernel launches {launches}, stream synchronisations {syncs}\n"
             + events.table(sort_by=key, row_limit=rows))
+
+
+def sync_sites(fn, device, frames: int = 3) -> collections.Counter:
+    """Where one call of ``fn`` (after one warm-up call) makes the GPU wait: torch's sync debug mode
+    warns at every host synchronisation it knows of; each is counted under its innermost ``frames``
+    lassm frames outside the benchmarks, "file:line < caller < ..." (or torch's own line). Empty on a
+    CPU, where nothing waits."""
+    device = torch.device(device)
+    sites = collections.Counter()
+    if device.type != "cuda":
+        return sites
+    fn()
+    sync(device)
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        ours = [f for f in traceback.extract_stack()
+                if "/lassm/" in f.filename and "/bench/" not in f.filename]
+        where = " < ".join(f"{f.filename.split('/lassm/')[-1]}:{f.lineno}" for f in ours[-frames:][::-1])
+        sites[where or f"{filename}:{lineno}"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown, warnings.showwarning = warnings.showwarning, record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            warnings.showwarning = shown
+    sync(device)
+    return sites
+
+
+def format_sync_sites(sites: collections.Counter) -> str:
+    lines = [f"synchronisations torch flags: {sum(sites.values())}"]
+    return "\n".join(lines + [f"{count:5d}  {where}" for where, count in sites.most_common()])

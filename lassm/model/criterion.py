@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..config import CriterionConfig
-from ..data.labels import compact_instances_counted, labels_out_of_range, train_labels
+from ..data.labels import labels_out_of_range, train_labels
+from .batched import unique_per_scene
 from .decoder import Stage
 from .losses import PaddedStages, batched_stage_losses, pad_stages
 from .stages import MATCHING
@@ -49,30 +50,81 @@ def build_targets(instance: torch.Tensor, segment: torch.Tensor, coord: torch.Te
     instance, segment: (N_pt,) raw ids / semantic labels (-1 = none); coord: (N_pt, 3) point
     coordinates; superpoint: (N_pt,) compact superpoint ids 0..num_superpoints-1.
     """
-    n_pt, num_sp = segment.shape[0], num_superpoints
-    if instance.shape != (n_pt,) or superpoint.shape != (n_pt,):
-        raise ValueError(f"instance, superpoint: expected shape ({n_pt},) like segment, got "
-                         f"{tuple(instance.shape)} and {tuple(superpoint.shape)}")
-    if coord.shape != (n_pt, 3):
-        raise ValueError(f"coord: expected shape ({n_pt}, 3), got {tuple(coord.shape)}")
-    if n_pt == 0:
-        raise ValueError("segment: expected a scene with at least one point, got 0")
-    superpoint = superpoint.long()
+    return build_batch_targets([(instance, segment, coord, superpoint, num_superpoints)], num_classes,
+                               stuff_classes, num_classes_total, sp_unlabelled_as_class0)[0]
+
+
+def build_batch_targets(scenes: list[tuple], num_classes: int, stuff_classes: tuple[int, ...],
+                        num_classes_total: int, sp_unlabelled_as_class0: bool = False
+                        ) -> list[InstanceTargets]:
+    """:func:`build_targets` of every scene of a batch, ``scenes`` = [(instance, segment, coord,
+    superpoint, num_superpoints)], with two host round trips on a GPU for the whole batch (the
+    instances' unique, then the input checks with the instance counts) instead of two per scene."""
     num_things = num_classes_total - len(set(stuff_classes))
     if num_classes != num_things:
         raise ValueError(f"num_classes: expected {num_things} (num_classes_total {num_classes_total} minus "
                          f"{len(set(stuff_classes))} stuff classes), got {num_classes}")
-    # Both input checks in one host round trip (on a GPU every check is one).
-    bad_superpoint = (superpoint < 0).any() | (superpoint >= num_sp).any()
-    if bool(bad_superpoint | labels_out_of_range(segment.long(), num_classes_total)):
-        if bool(bad_superpoint):
+    checked, labels, flags = [], [], []
+    for instance, segment, coord, superpoint, num_sp in scenes:
+        n_pt = segment.shape[0]
+        if instance.shape != (n_pt,) or superpoint.shape != (n_pt,):
+            raise ValueError(f"instance, superpoint: expected shape ({n_pt},) like segment, got "
+                             f"{tuple(instance.shape)} and {tuple(superpoint.shape)}")
+        if coord.shape != (n_pt, 3):
+            raise ValueError(f"coord: expected shape ({n_pt}, 3), got {tuple(coord.shape)}")
+        if n_pt == 0:
+            raise ValueError("segment: expected a scene with at least one point, got 0")
+        superpoint = superpoint.long()
+        checked.append((segment, coord, superpoint, num_sp))
+        # (N_pt,) -1 = none; clamped so that a label out of range, raised below, indexes nothing out of range
+        labels.append(train_labels(segment.long().clamp(-1, num_classes_total - 1), num_classes_total,
+                                   stuff_classes, check=False))
+        flags.append(torch.stack([(superpoint < 0).any() | (superpoint >= num_sp).any(),  # (2,) on the GPU
+                                  labels_out_of_range(segment.long(), num_classes_total)]))
+    # The instance list of a scene is its compacted ids 0..G-1; the reference's "drop the first unique
+    # id" is not copied.
+    inst, counts = compact_batch_instances([s[0] for s in scenes], labels)
+    host = torch.cat([torch.stack(flags).long(), counts[:, None]], 1).tolist()  # (B, 3): the checks, G_b
+    out = []
+    for (segment, coord, superpoint, num_sp), label, scene_inst, (bad_sp, bad_label, num_inst) in zip(
+            checked, labels, inst, host, strict=True):
+        if bad_sp:
             raise ValueError(f"superpoint: expected compact ids in 0..{num_sp - 1}, got "
                              f"{int(superpoint.min())}..{int(superpoint.max())}")
-        train_labels(segment, num_classes_total, stuff_classes)  # raises, naming the labels
-    device = segment.device
-    label = train_labels(segment, num_classes_total, stuff_classes, check=False)  # (N_pt,) -1 = background
-    # The instance list is the compacted ids 0..G-1; the reference's "drop the first unique id" is not copied.
-    inst, num_inst = compact_instances_counted(instance, label)  # (N_pt,) -1 = none
+        if bad_label:
+            train_labels(segment, num_classes_total, stuff_classes)  # raises, naming the labels
+        out.append(_scene_targets(scene_inst, num_inst, label, coord, superpoint, num_sp, num_classes,
+                                  sp_unlabelled_as_class0))
+    return out
+
+
+def compact_batch_instances(instances: list[torch.Tensor], labels: list[torch.Tensor]
+                            ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`lassm.data.labels.compact_instances` of each scene (ids 0..G_b-1 in ascending raw id, -1 for
+    points without a train label or instance) and the counts G_b (B,) on the device, from one unique
+    of (scene, id) pairs: one host round trip for the batch."""
+    sentinel = torch.iinfo(torch.int64).min  # below every id: each scene's first unique value
+    ids, keeps = [], []
+    for instance, label in zip(instances, labels, strict=True):
+        if instance.shape != label.shape:
+            raise ValueError(f"instance: expected the shape of train_label {tuple(label.shape)}, "
+                             f"got {tuple(instance.shape)}")
+        instance = instance.long()
+        keep = (label != -1) & (instance != -1)  # a labelled point with instance -1 stays -1 (not id 0)
+        # one sentinel always appended, so that it is the scene's first unique value and the ids rank 1..G
+        ids.append(torch.cat([torch.where(keep, instance, sentinel),
+                              torch.full((1,), sentinel, device=instance.device)]))
+        keeps.append(keep)
+    ranks, counts = unique_per_scene(ids)
+    return [torch.where(keep, rank[:-1] - 1, -1) for keep, rank in zip(keeps, ranks, strict=True)], counts - 1
+
+
+def _scene_targets(inst: torch.Tensor, num_inst: int, label: torch.Tensor, coord: torch.Tensor,
+                   superpoint: torch.Tensor, num_sp: int, num_classes: int,
+                   sp_unlabelled_as_class0: bool) -> InstanceTargets:
+    """One scene's targets from its compacted instances ``inst`` (N_pt,) 0..G-1 / -1 and train labels;
+    no host round trip."""
+    n_pt, device = label.shape[0], label.device
     sp_size = _count(superpoint, num_sp)  # (S,) points per superpoint (all points, ignored ones included)
     # Points of no instance go to an extra row G that is dropped: no data-dependent boolean indexing
     # (a host round trip on a GPU).

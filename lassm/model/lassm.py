@@ -24,7 +24,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..data.batch import MODEL_KEYS
 from .backbone import build_backbone
-from .criterion import build_targets, criterion
+from .batched import unique_per_scene
+from .criterion import build_batch_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
 from .losses import stack_stages
 from .postprocess import Prediction, point_semantics, predict_instances
@@ -102,25 +103,27 @@ class LaSSM(nn.Module):
         :func:`scene_bounds`, when the caller has them.
         """
         bounds = scene_bounds(batch) if bounds is None else bounds
-        sp_feats, sp_coords, scenes, bad = [], [], [], []
+        # each scene's superpoint ids as 0..S-1 (N_pt,), from one unique for the batch
+        superpoints, num_sps = unique_per_scene([batch["superpoint"][p0:p1] for _, (p0, p1) in bounds])
+        bad = []
         for (v0, v1), (p0, p1) in bounds:
-            inverse = batch["inverse"][p0:p1].long()  # (N_pt,) voxel of each point
-            coord = batch["origin_coord"][p0:p1]
+            inverse, coord = batch["inverse"][p0:p1], batch["origin_coord"][p0:p1]
             # the input checks stay on the device; one host round trip for the batch below
             finite = torch.isfinite(coord).all() & torch.isfinite(batch["coord"][v0:v1]).all()
-            bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(), ~finite]))
-            ids, superpoint = torch.unique(batch["superpoint"][p0:p1], return_inverse=True)  # (N_pt,) 0..S-1
-            num_sp = len(ids)
-            voxel = inverse.clamp(0, v1 - v0 - 1)  # in range even before the check below raises
+            bad.append(torch.stack([(inverse < 0).any() | (inverse >= v1 - v0).any(), ~finite]).long())
+        host = torch.cat([torch.stack(bad), num_sps[:, None]], 1).tolist()  # (B, 3): the checks, S
+        for b, ((v0, v1), _) in enumerate(bounds):
+            if host[b][0]:
+                raise ValueError(f"inverse: scene {b} indexes voxels outside 0..{v1 - v0 - 1}")
+            if host[b][1]:
+                raise ValueError(f"coord: scene {b} has NaN or infinite coordinates")
+        sp_feats, sp_coords, scenes = [], [], []
+        for ((v0, v1), (p0, p1)), superpoint, (_, _, num_sp) in zip(bounds, superpoints, host, strict=True):
+            voxel = batch["inverse"][p0:p1].long()  # (N_pt,) voxel of each point, checked above
+            coord = batch["origin_coord"][p0:p1]
             sp_feats.append(scatter_mean(feats[v0:v1][voxel], superpoint, num_sp).to(feats.dtype))
             sp_coords.append(scatter_mean(batch["coord"][v0:v1][voxel], superpoint, num_sp))
             scenes.append(Scene(superpoint, num_sp, coord, (coord.min(0).values, coord.max(0).values)))
-        flags = torch.stack(bad).tolist()  # (B, 2): bad inverse, non-finite coordinates
-        for b, ((v0, v1), _) in enumerate(bounds):
-            if flags[b][0]:
-                raise ValueError(f"inverse: scene {b} indexes voxels outside 0..{v1 - v0 - 1}")
-            if flags[b][1]:
-                raise ValueError(f"coord: scene {b} has NaN or infinite coordinates")
         return sp_feats, sp_coords, scenes
 
     # -------------------------------------------------------------------------- forward
@@ -152,14 +155,13 @@ class LaSSM(nn.Module):
     def targets(self, batch: dict, scenes: list[Scene], bounds: Bounds | None = None) -> list:
         """Per-scene instance targets on superpoints (spec 5.2)."""
         cfg = self.cfg
-        out = []
         bounds = scene_bounds(batch) if bounds is None else bounds
-        for (_, (p0, p1)), scene in zip(bounds, scenes, strict=True):
-            out.append(build_targets(
-                batch["origin_instance"][p0:p1], batch["origin_segment"][p0:p1], scene.coord,
-                scene.superpoint, scene.num_superpoints, cfg.num_classes, cfg.stuff_classes,
-                cfg.num_classes + len(cfg.stuff_classes), cfg.criterion.sp_unlabelled_as_class0))
-        return out
+        per_scene = [(batch["origin_instance"][p0:p1], batch["origin_segment"][p0:p1], scene.coord,
+                      scene.superpoint, scene.num_superpoints)
+                     for (_, (p0, p1)), scene in zip(bounds, scenes, strict=True)]
+        return build_batch_targets(per_scene, cfg.num_classes, cfg.stuff_classes,
+                                   cfg.num_classes + len(cfg.stuff_classes),
+                                   cfg.criterion.sp_unlabelled_as_class0)
 
     @torch.no_grad()
     def predict(self, batch: dict, output: ModelOutput | None = None) -> list[Prediction]:

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ssd_configs import pin_ssd_configs
+
 # ------------------------------------------------------------------------------- the scan
 
 
@@ -119,10 +121,13 @@ _TRITON = {}
 
 
 def triton_ssd():
-    """mamba_ssm's ``mamba_chunk_scan_combined`` if importable, else None (cached)."""
+    """mamba_ssm's ``mamba_chunk_scan_combined`` if importable, else None (cached); its kernels keep one
+    launch configuration each (:mod:`lassm.model.ssd_configs`)."""
     if "fn" not in _TRITON:
         module = _import_without_init("mamba_ssm", "ops.triton.ssd_combined")
         _TRITON["fn"] = getattr(module, "mamba_chunk_scan_combined", None) if module else None
+        if _TRITON["fn"] is not None:
+            pin_ssd_configs()  # one launch configuration per kernel: no minutes of autotuning per process
     return _TRITON["fn"]
 
 

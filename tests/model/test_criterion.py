@@ -125,6 +125,42 @@ def test_build_targets_without_ignored_points():
     assert t.centres.shape == (3, 3)
 
 
+def test_batch_instances_equal_each_scene_compacted_alone():
+    from lassm.data.labels import compact_instances_counted
+    g = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        instances, labels = [], []
+        for _ in range(int(torch.randint(1, 5, (1,), generator=g))):
+            n = int(torch.randint(1, 60, (1,), generator=g))
+            scale = int(torch.randint(1, 1000, (1,), generator=g)) if trial % 2 else 1  # sparse raw ids
+            instances.append(torch.randint(-1, 7, (n,), generator=g) * scale)
+            labels.append(torch.randint(-1, 3, (n,), generator=g))
+        compacted, counts = crit.compact_batch_instances(instances, labels)
+        for b, (instance, label) in enumerate(zip(instances, labels, strict=True)):
+            alone, count = compact_instances_counted(instance, label)
+            assert torch.equal(compacted[b], alone) and int(counts[b]) == count, (trial, b)
+
+
+def test_batch_targets_equal_each_scene_alone():
+    g = torch.Generator().manual_seed(1)
+    scenes = [(torch.tensor(INST, dtype=torch.int16), torch.tensor(SEG, dtype=torch.int16),
+               torch.tensor(COORD), torch.tensor(SP), 4)]
+    for n, num_sp in ((40, 6), (25, 3)):
+        scenes.append((torch.randint(-1, 5, (n,), generator=g) * 3, torch.randint(-1, 5, (n,), generator=g),
+                       torch.rand(n, 3, generator=g), torch.randint(0, num_sp, (n,), generator=g), num_sp))
+    batch = crit.build_batch_targets(scenes, 3, (0, 1), 5)
+    for scene, together in zip(scenes, batch, strict=True):
+        alone = build_targets(*scene, 3, (0, 1), 5)
+        for field in ("labels", "masks", "centres", "sp_labels"):
+            assert torch.equal(getattr(together, field), getattr(alone, field)), field
+    bad = scenes[:2] + [scenes[2][:3] + (scenes[2][3] + 3, scenes[2][4])]  # ids past num_superpoints
+    with pytest.raises(ValueError, match="superpoint: expected compact ids in 0..2"):
+        crit.build_batch_targets(bad, 3, (0, 1), 5)
+    bad = scenes[:1] + [(scenes[1][0], scenes[1][1] + 9) + scenes[1][2:]]  # labels past num_classes_total
+    with pytest.raises(ValueError, match="segment"):
+        crit.build_batch_targets(bad, 3, (0, 1), 5)
+
+
 # --- matching (spec 7.1) ----------------------------------------------------------------------------------
 
 
@@ -381,3 +417,20 @@ def test_superpoint_ce_is_torchs_weighted_mean_and_zero_when_all_ignored():
     value = superpoint_ce(logits, torch.full((40,), IGNORE), cfg)
     value.backward()
     assert float(value) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_unique_per_scene_equals_torch_unique_of_each_scene():
+    from lassm.model.batched import unique_per_scene
+    g = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        low, high = (-5, 9) if trial % 3 else (-2**62, 2**62)  # small ids with repeats, or spread ids
+        values = [torch.randint(low, high, (int(torch.randint(1, 80, (1,), generator=g)),), generator=g)
+                  for _ in range(int(torch.randint(1, 6, (1,), generator=g)))]
+        if trial % 7 == 0:
+            values[0][:] = torch.iinfo(torch.int64).min  # one value only, the sentinel the targets use
+        inverses, counts = unique_per_scene(values)
+        assert counts.tolist() == [len(torch.unique(v)) for v in values]
+        for v, inverse in zip(values, inverses, strict=True):
+            assert torch.equal(inverse, torch.unique(v, return_inverse=True)[1]), trial
+    with pytest.raises(ValueError, match="values: expected at least one scene"):
+        unique_per_scene([])

@@ -39,6 +39,48 @@ def test_triton_scan_matches_the_recurrence(length):
 
 
 @triton
+def test_triton_scan_gradients_match_the_torch_path():
+    """The backward kernels too run on one fixed configuration each (lassm.model.ssd_configs)."""
+    g = torch.Generator().manual_seed(3)
+    b, length, h, p, n = 2, 300, 8, 64, 64
+    inputs = [torch.randn(b, length, h, p, generator=g),
+              torch.nn.functional.softplus(torch.randn(b, length, h, generator=g) - 2),
+              -torch.rand(h, generator=g) * 15 - 1,
+              torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g), torch.ones(h)]
+    weights = torch.randn(b, length, h, p, generator=g).cuda()
+    grads = []
+    for use_triton in (True, False):
+        leaves = [t.cuda().requires_grad_() for t in inputs]
+        (selective_scan(*leaves, use_triton=use_triton) * weights).sum().backward()
+        grads.append([t.grad for t in leaves])
+    for name, fast, slow in zip("x dt A B C D".split(), *grads, strict=True):
+        assert rel(fast, slow) < 5e-3, name
+
+
+@cuda
+def test_the_sync_census_counts_each_host_synchronisation():
+    from lassm.bench.model import sync_sites
+    x = torch.ones(4, device="cuda")
+    sites = sync_sites(lambda: (x.sum().item(), x.tolist(), x * 2), "cuda")
+    assert sum(sites.values()) == 2  # .item() and .tolist() wait; the product does not
+
+
+@triton
+def test_ssd_kernels_run_on_one_configuration_each():
+    import sys
+
+    from lassm.model.ssd_configs import SSD_MODULES, autotuned_kernels, choose_config
+    seen = 0
+    for module_name in SSD_MODULES:
+        module = sys.modules.get(f"mamba_ssm.ops.triton.{module_name}")
+        for name, kernel in (autotuned_kernels(module) if module else {}).items():
+            assert len(kernel.configs) == 1, name
+            assert choose_config(name, kernel.configs) is kernel.configs[0]
+            seen += 1
+    assert seen >= 10  # the scan's forward and backward kernels
+
+
+@triton
 def test_mixer_kernels_match_the_torch_path():
     torch.manual_seed(0)
     mixer = Mamba2Mixer().cuda()
