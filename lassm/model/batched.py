@@ -34,3 +34,14 @@ def unique_per_scene(values: list[torch.Tensor]) -> tuple[list[torch.Tensor], to
         inverses.append(rank[start:start + len(v)] - first[b])
         start += len(v)
     return inverses, counts
+
+
+def unique_sorted_per_scene(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``torch.unique(v)`` (sorted) of each scene's values (N_b,), int64, with one host round trip on a
+    GPU for the batch: the counts of distinct values."""
+    inverses, counts = unique_per_scene(values)
+    out = []
+    for v, inverse, size in zip(values, inverses, counts.tolist(), strict=True):
+        # each value to its rank; repeats write the same value to the same place
+        out.append(torch.empty(size, dtype=torch.long, device=v.device).scatter_(0, inverse, v.long()))
+    return out

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DecoderConfig
+from .batched import unique_sorted_per_scene
 from .sampling import farthest_point_sampling, knn_batched
 from .serialize import batched_orders, table_only
 from .ssm import Mamba2Mixer
@@ -263,26 +264,40 @@ def select_queries(sp_seg: torch.Tensor, sp_coord: torch.Tensor, alpha: float, n
     candidates in confidence order without duplicates. Otherwise every superpoint, in order.
     Ablations (``mode``): "fps" samples num_query of all S superpoints from superpoint 0 (index
     order); "semantic_topk" takes the num_query most confident (confidence order); both use every
-    superpoint when S <= num_query.
+    superpoint when S <= num_query. :func:`select_batch_queries` does every scene of a batch.
     """
-    num_sp = sp_seg.shape[0]
-    if mode != "semantic_fps":
-        if num_sp <= num_query:
-            return torch.arange(num_sp, device=sp_seg.device)
-        with torch.no_grad():
-            if mode == "semantic_topk":
-                return superpoint_confidence(sp_seg).topk(num_query, sorted=True).indices
+    return select_batch_queries([sp_seg], [sp_coord], alpha, num_query, use_kernel, mode)[0]
+
+
+@torch.no_grad()
+def select_batch_queries(sp_segs: list[torch.Tensor], sp_coords: list[torch.Tensor], alpha: float,
+                         num_query: int, use_kernel: bool = True, mode: str = "semantic_fps"
+                         ) -> list[torch.Tensor]:
+    """:func:`select_queries` of each scene, with one host round trip on a GPU for the whole batch (the
+    count of distinct FPS samples) instead of one per scene."""
+    chosen, pending = [], []  # pending: (scene, candidates or None, FPS samples) still to deduplicate
+    for b, (sp_seg, sp_coord) in enumerate(zip(sp_segs, sp_coords, strict=True)):
+        num_sp = sp_seg.shape[0]
+        m = num_sp if mode != "semantic_fps" else int(alpha * num_sp)
+        if m <= num_query:
+            chosen.append(torch.arange(num_sp, device=sp_seg.device))
+        elif mode == "semantic_topk":
+            chosen.append(superpoint_confidence(sp_seg).topk(num_query, sorted=True).indices)
+        elif mode == "fps":
+            chosen.append(None)
             sampled = farthest_point_sampling(sp_coord.float(), num_query, use_kernel=use_kernel)
-            return torch.unique(sampled)
-    m = int(alpha * num_sp)
-    if m <= num_query:
-        return torch.arange(num_sp, device=sp_seg.device)
-    with torch.no_grad():
-        confidence = superpoint_confidence(sp_seg)  # (S,)
-        _, candidates = confidence.topk(m, sorted=True)  # (m,) most confident first
-        sampled = farthest_point_sampling(sp_coord[candidates].float(), num_query,
-                                          use_kernel=use_kernel)  # (num_query,)
-        return candidates[torch.unique(sampled)]  # unique sorts: confidence-rank order, no duplicates
+            pending.append((b, None, sampled))
+        else:
+            _, candidates = superpoint_confidence(sp_seg).topk(m, sorted=True)  # (m,) most confident first
+            chosen.append(None)
+            pending.append((b, candidates, farthest_point_sampling(sp_coord[candidates].float(), num_query,
+                                                                   use_kernel=use_kernel)))  # (num_query,)
+    if pending:
+        distinct = unique_sorted_per_scene([sampled for _, _, sampled in pending])
+        for (b, candidates, _), samples in zip(pending, distinct, strict=True):
+            # sorted: confidence-rank order for the candidates, no duplicates
+            chosen[b] = samples if candidates is None else candidates[samples]
+    return chosen
 
 
 def normalised_centres(pos: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, reference: bool):
@@ -355,8 +370,8 @@ class LaSSMDecoder(nn.Module):
         reference_range = cfg.centre_range == "superpoints" or point_ranges is None
         if reference_range:
             point_ranges = [(c.min(0).values, c.max(0).values) for c in sp_coords]
-        select_idx = [select_queries(seg, xyz, cfg.alpha, cfg.num_query, cfg.use_kernels, cfg.query_init)
-                      for seg, xyz in zip(sp_seg, sp_coords, strict=True)]
+        select_idx = select_batch_queries(sp_seg, sp_coords, cfg.alpha, cfg.num_query, cfg.use_kernels,
+                                          cfg.query_init)
         counts = [len(i) for i in select_idx]  # Q_b
         starts = [sum(sizes[:b]) for b in range(len(sizes))]
         seeds = torch.cat([i + s for i, s in zip(select_idx, starts, strict=True)])  # (sum Q,) packed

@@ -434,3 +434,10 @@ def test_unique_per_scene_equals_torch_unique_of_each_scene():
             assert torch.equal(inverse, torch.unique(v, return_inverse=True)[1]), trial
     with pytest.raises(ValueError, match="values: expected at least one scene"):
         unique_per_scene([])
+
+
+def test_unique_sorted_per_scene_equals_torch_unique():
+    from lassm.model.batched import unique_sorted_per_scene
+    g = torch.Generator().manual_seed(2)
+    values = [torch.randint(0, n, (n,), generator=g) for n in (1, 5, 40, 400)]  # repeats in every scene
+    assert [u.tolist() for u in unique_sorted_per_scene(values)] == [torch.unique(v).tolist() for v in values]

@@ -252,3 +252,30 @@ def test_batched_scenes_equal_each_scene_alone(t_layer, mixer):
             for field in ("labels", "masks", "centres", "positions"):
                 torch.testing.assert_close(getattr(mine, field)[b], getattr(theirs, field)[0],
                                            rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["semantic_fps", "fps", "semantic_topk"])
+def test_batch_query_selection_equals_each_scene_alone(mode):
+    from lassm.model.decoder import select_batch_queries
+    g = torch.Generator().manual_seed(4)
+    segs = [torch.randn(n, 19, generator=g) for n in (12, 300, 90)]  # small: every superpoint; large: FPS
+    coords = [torch.rand(n, 3, generator=g) * 5 for n in (12, 300, 90)]
+    coords[2] = coords[2][torch.arange(90) % 6]  # 6 places for 20 queries: FPS samples places twice
+    from lassm.model.decoder import superpoint_confidence
+    from lassm.model.sampling import farthest_point_sampling
+
+    def alone(seg, xyz):  # each scene by torch.unique, as the selection did one scene at a time
+        m = int(0.8 * len(seg)) if mode == "semantic_fps" else len(seg)
+        if m <= 20:
+            return torch.arange(len(seg))
+        if mode == "semantic_topk":
+            return superpoint_confidence(seg).topk(20).indices
+        candidates = superpoint_confidence(seg).topk(m).indices if mode == "semantic_fps" else torch.arange(m)
+        return candidates[torch.unique(farthest_point_sampling(xyz[candidates], 20))]
+
+    together = select_batch_queries(segs, coords, 0.8, 20, mode=mode)
+    for seg, xyz, chosen in zip(segs, coords, together, strict=True):
+        assert torch.equal(chosen, alone(seg, xyz))
+        assert torch.equal(chosen, select_queries(seg, xyz, 0.8, 20, mode=mode))
+        assert len(torch.unique(chosen)) == len(chosen)
+    assert len(together[2]) < 20 if mode != "semantic_topk" else len(together[2]) == 20  # duplicates dropped
