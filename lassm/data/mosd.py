@@ -35,7 +35,7 @@ from .singleview import INSTANCE_VIEWS, check_view, grid_mesh, process_single_vi
 
 # The single-view steps live in lassm.data.singleview; these names stay importable from here.
 __all__ = ["INSTANCE_VIEWS", "MOSD_SCAN", "SCENE_GROUPS", "find_jobs", "grid_mesh", "process", "read_pcd",
-           "valid_pixels"]
+           "scene_group", "valid_pixels"]
 
 GREY = 128  # colour of points in files without rgb / rgba
 FLAT_SPLIT = "test"  # split of the scans lying directly in raw_root
@@ -48,6 +48,13 @@ SCENE_GROUPS = {
     "cylindrical": range(33, 45),
 }
 MOSD_SCAN = single_view_scan()  # what the mosd and tabletop presets use (config.presets.mosd)
+
+
+def scene_group(name: str) -> str | None:
+    """The SCENE_GROUPS group of a learn scene by its name (``learn22``, ``learn22.pcd``), else None."""
+    match = re.fullmatch(r"learn(\d+)(\.pcd)?", Path(name).name)
+    number = int(match.group(1)) if match else -1
+    return next((group for group, numbers in SCENE_GROUPS.items() if number in numbers), None)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -228,11 +228,14 @@ def read_prediction_file(path, pred_dir) -> dict[str, tuple[int, float, int]]:
 # ------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_labels: str = "error") -> dict:
+def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_labels: str = "error",
+                       groups: dict[str, str] | None = None) -> dict:
     """The official benchmark's numbers for PRED_DIR against GT_DIR (module docstring for the format).
 
     Returns {"ap", "ap50", "ap25", "classes": {name: {"ap", "ap50", "ap25"}}, "num_scenes"}; NaN (no GT
-    of that class) where the official script has NaN.
+    of that class) where the official script has NaN. ``groups`` (scene -> group name): also the same
+    numbers over each group's scenes alone, under "groups" ({group: {"ap", "ap50", "ap25",
+    "num_scenes"}}, scenes of no group under "other").
     """
     if unknown_labels not in ("error", "skip"):
         raise ValueError(f"unknown_labels: expected 'error' or 'skip', got {unknown_labels!r}")
@@ -242,9 +245,10 @@ def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_lab
     sorted_ids = np.array(sorted(ids), dtype=np.int64)
     index_of_sorted = np.array([index[i] for i in sorted_ids.tolist()], dtype=np.int64)
     evaluator = InstanceEvaluator(names, min_region_size=MIN_REGION_SIZE)
+    by_group: dict[str, list] = {}  # group -> [evaluator, scenes]
     owner: dict[str, Path] = {}  # mask path -> prediction file naming it
     scenes = scene_files(pred_dir, gt_dir, skip=(RESULT_FILE,))
-    for _scene, pred_file, gt_file in scenes:
+    for scene, pred_file, gt_file in scenes:
         gt_ids = read_ints(gt_file)  # (N,)
         label = gt_ids // 1000  # floor division, like the official script
         pos = np.clip(np.searchsorted(sorted_ids, label), 0, len(sorted_ids) - 1)
@@ -266,13 +270,50 @@ def evaluate_benchmark(pred_dir, gt_dir, classes: str = "scannet20", unknown_lab
             scores.append(confidence)
             pred_classes.append(index[label_id])
         pred_masks = np.stack(masks) if masks else np.zeros((0, len(gt_ids)), dtype=bool)  # (K, N)
-        evaluator.add(pred_masks, np.asarray(scores, dtype=np.float64), np.asarray(pred_classes, np.int64),
-                      gt_instance, gt_class)
+        scored = (pred_masks, np.asarray(scores, dtype=np.float64), np.asarray(pred_classes, np.int64),
+                  gt_instance, gt_class)
+        evaluator.add(*scored)
+        if groups is not None:
+            group = by_group.setdefault(groups.get(scene, "other"),
+                                        [InstanceEvaluator(names, min_region_size=MIN_REGION_SIZE), 0])
+            group[0].add(*scored)
+            group[1] += 1
     res = evaluator.compute()
     per_class = {name: {"ap": r["AP"], "ap50": r["AP50"], "ap25": r["AP25"]}
                  for name, r in res["per_class"].items()}
-    return {"ap": res["AP"], "ap50": res["AP50"], "ap25": res["AP25"], "classes": per_class,
-            "num_scenes": len(scenes)}
+    results = {"ap": res["AP"], "ap50": res["AP50"], "ap25": res["AP25"], "classes": per_class,
+               "num_scenes": len(scenes)}
+    if groups is not None:
+        results["groups"] = {}
+        for name in sorted(by_group, key=lambda g: (g == "other", g)):
+            group, count = by_group[name]
+            r = group.compute()
+            results["groups"][name] = {"ap": r["AP"], "ap50": r["AP50"], "ap25": r["AP25"],
+                                       "num_scenes": count}
+    return results
+
+
+def scene_groups(spec: str, gt_dir) -> dict[str, str]:
+    """``--groups``: "mosd" (the learn scans' groups, lassm.data.mosd.SCENE_GROUPS, by scene name) or a
+    text file of "scene,group" lines (a header line "scene,group" is allowed)."""
+    if spec == "mosd":
+        from ..data.mosd import scene_group
+
+        names = [p.stem for p in Path(gt_dir).glob("*.txt") if p.name != RESULT_FILE]
+        return {name: group for name in names if (group := scene_group(name)) is not None}
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"--groups: expected 'mosd' or a file of 'scene,group' lines, "
+                                f"{spec} is neither")
+    groups = {}
+    for number, line in enumerate(read_lines(path), 1):
+        if not line.strip() or (number == 1 and line.strip().lower() == "scene,group"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise BenchmarkFileError(f"{path}, line {number}: expected 'scene,group', got {line.strip()!r}")
+        groups[parts[0]] = parts[1]
+    return groups
 
 
 def format_results(results: dict) -> str:
@@ -284,6 +325,13 @@ def format_results(results: dict) -> str:
         rows.append(f"{name:<{width}} {r['ap']:>8.3f} {r['ap50']:>8.3f} {r['ap25']:>8.3f}")
     average = f"{results['ap']:>8.3f} {results['ap50']:>8.3f} {results['ap25']:>8.3f}"
     rows += [line, f"{'average':<{width}} {average}"]
+    if "groups" in results:
+        width = max(15, *(len(g) for g in results["groups"]))
+        line = "-" * (width + 35)
+        rows += ["", f"{'scene group':<{width}} {'scenes':>7} {'AP':>8} {'AP50':>8} {'AP25':>8}", line]
+        for name, r in results["groups"].items():
+            scores = f"{r['ap']:>8.3f} {r['ap50']:>8.3f} {r['ap25']:>8.3f}"
+            rows.append(f"{name:<{width}} {r['num_scenes']:>7} {scores}")
     return "\n".join(rows)
 
 
@@ -308,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scene-list", default=None,
                         help="--format scannetpp: scene ids to score, one per line (e.g. "
                              "splits/nvs_sem_val.txt; default: every GT file); a scene without files fails")
+    parser.add_argument("--groups", default=None,
+                        help="also score groups of scenes apart: 'mosd' (the learn scans' groups: single "
+                             "boxes, stacked boxes, occluded, cylindrical) or a file of 'scene,group' lines")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--skip-unknown-labels", action="store_true",
                         help="also skip label ids the dataset does not define (as the official script; "
@@ -330,9 +381,12 @@ def _command(args) -> None:
         raise ValueError("--data-root, --scene-list: only with --format scannetpp")
     if args.format == "scannet":
         report_missing(args.pred, args.gt, args.strict)
+    if args.groups and args.format != "scannet":
+        raise ValueError("--groups: only with --format scannet")
     unknown = "skip" if args.skip_unknown_labels else "error"
+    groups = scene_groups(args.groups, args.gt) if args.groups else None
     results = _scannetpp_results(args, unknown) if args.format == "scannetpp" else \
-        evaluate_benchmark(args.pred, args.gt, args.classes or "scannet20", unknown)
+        evaluate_benchmark(args.pred, args.gt, args.classes or "scannet20", unknown, groups)
     print(format_results(results))
     if args.json:
         write_results_json(args.json, results)

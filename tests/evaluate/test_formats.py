@@ -23,6 +23,7 @@ from lassm.evaluate.formats import (
     read_ints,
     read_mask,
     read_prediction_file,
+    scene_groups,
     write_gt,
     write_predictions,
 )
@@ -429,3 +430,46 @@ def test_json_target_is_checked_before_scoring(scene, tmp_path, capsys, monkeypa
         assert evaluate_main(["--pred", str(pred), "--gt", str(gt), "--json", str(target)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: --json") and words in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------- scene groups
+
+
+def test_groups_score_like_their_scenes_alone(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    groups = {"learn2": "single boxes", "learn20": "stacked boxes", "learn21": "stacked boxes",
+              "mine": "other"}
+    every = make_dirs(tmp_path)
+    alone = {}
+    for group in set(groups.values()):
+        (tmp_path / group).mkdir()
+        alone[group] = make_dirs(tmp_path / group)
+    for scene, group in groups.items():
+        instance = rng.integers(0, 4, 600) * (rng.random(600) < 0.9)  # objects 1-3, 0 = table
+        label = np.where(instance > 0, 2, 1)  # mosd: object 2, table 1
+        masks = [(instance == k) ^ (rng.random(600) < 0.3) for k in (1, 2, 3)] + [rng.random(600) < 0.2]
+        scores = rng.random(4)
+        for pred, gt in (every, alone[group]):
+            write_gt(gt, scene, label, instance, classes="mosd")
+            write_predictions(pred, scene, masks, [2] * 4, scores)
+    got = evaluate_benchmark(*every, "mosd", groups=scene_groups("mosd", every[1]))
+    assert list(got["groups"]) == ["single boxes", "stacked boxes", "other"]  # "mine" is in no mosd group
+    for group, folders in alone.items():
+        want = evaluate_benchmark(*folders, "mosd")
+        assert got["groups"][group] == {**{k: want[k] for k in ("ap", "ap50", "ap25")},
+                                        "num_scenes": want["num_scenes"]}
+    assert got["groups"]["stacked boxes"]["num_scenes"] == 2
+    assert "groups" not in evaluate_benchmark(*every, "mosd")
+    listing = tmp_path / "groups.csv"
+    listing.write_text("scene,group\nlearn2,a\nlearn20,a\n\nmine,b\n")
+    assert scene_groups(str(listing), every[1]) == {"learn2": "a", "learn20": "a", "mine": "b"}
+    assert evaluate_main(["--pred", str(every[0]), "--gt", str(every[1]), "--classes", "mosd",
+                          "--groups", str(listing)]) == 0
+    out = capsys.readouterr().out
+    assert "scene group" in out and [line.split()[:2] for line in out.splitlines()[-3:]] == [
+        ["a", "2"], ["b", "1"], ["other", "1"]]
+    listing.write_text("learn2\n")
+    with pytest.raises(BenchmarkFileError, match="groups.csv, line 1: expected 'scene,group'"):
+        scene_groups(str(listing), every[1])
+    with pytest.raises(FileNotFoundError, match="--groups: expected 'mosd'"):
+        scene_groups(str(tmp_path / "none.csv"), every[1])
