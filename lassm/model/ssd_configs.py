@@ -9,10 +9,10 @@ to run, and with it the rounding of the scan.
 
 :func:`pin_ssd_configs` leaves each autotuned kernel exactly one configuration, so Triton compiles
 that one and times nothing: the winner measured on an H200 (``H200_WINNERS``, from
-``TRITON_PRINT_AUTOTUNING=1`` on the tabletop training step, 2026-11-30), else, where a mamba_ssm
-version offers no such candidate, the candidate mamba_ssm's own deterministic mode would take (the
-smallest block product x stages). Every candidate computes the same scan; they differ only in tiling.
-``LASSM_TRITON_AUTOTUNE=1`` in the environment keeps mamba_ssm's autotuning.
+``TRITON_PRINT_AUTOTUNING=1`` on the tabletop training step, 2026-11-30), else, on older GPUs or
+where a mamba_ssm version offers no such candidate, the candidate mamba_ssm's own deterministic mode
+would take (the smallest block product x stages). Every candidate computes the same scan; they differ
+only in tiling. ``LASSM_TRITON_AUTOTUNE=1`` in the environment keeps mamba_ssm's autotuning.
 """
 
 from __future__ import annotations
@@ -76,11 +76,23 @@ def autotuned_kernels(module) -> dict:
     return kernels
 
 
-def pin_ssd_configs(package: str = "mamba_ssm.ops.triton") -> dict[str, object]:
+def measured_winners() -> dict:
+    """H200_WINNERS on a GPU of the H200's generation or later (compute capability 9.0+), where they were
+    measured; elsewhere none, so that every kernel takes mamba_ssm's deterministic choice, whose small
+    tiles fit any GPU's shared memory (a winner's might not on a smaller one)."""
+    import torch
+
+    capable = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0)
+    return H200_WINNERS if capable else {}
+
+
+def pin_ssd_configs(package: str = "mamba_ssm.ops.triton", winners: dict | None = None) -> dict[str, object]:
     """Leave every autotuned kernel of the SSD modules already imported one configuration (module
-    docstring); returns name -> kept configuration (empty with ``LASSM_TRITON_AUTOTUNE=1``)."""
+    docstring): ``winners`` (default :func:`measured_winners`) where they match, else the cheapest;
+    returns name -> kept configuration (empty with ``LASSM_TRITON_AUTOTUNE=1``)."""
     if os.environ.get("LASSM_TRITON_AUTOTUNE") == "1":
         return {}
+    winners = measured_winners() if winners is None else winners
     kept = {}
     for module_name in SSD_MODULES:
         module = sys.modules.get(f"{package}.{module_name}")
@@ -88,6 +100,6 @@ def pin_ssd_configs(package: str = "mamba_ssm.ops.triton") -> dict[str, object]:
             continue
         for name, kernel in autotuned_kernels(module).items():
             if len(kernel.configs) > 1:
-                kernel.configs = [choose_config(name, kernel.configs)]
+                kernel.configs = [choose_config(name, kernel.configs, winners)]
             kept[name] = kernel.configs[0]
     return kept

@@ -67,11 +67,19 @@ def fake_ssd_module(monkeypatch):
 def test_pinning_leaves_every_autotuned_kernel_one_configuration(fake_ssd_module, monkeypatch):
     monkeypatch.delenv("LASSM_TRITON_AUTOTUNE", raising=False)
     package, module = fake_ssd_module
-    kept = pin_ssd_configs(package)
+    kept = pin_ssd_configs(package, H200_WINNERS)
     assert module._chunk_scan_fwd_kernel.configs == [SCAN_CONFIGS[1]]
     assert module._other_kernel.configs == [SCAN_CONFIGS[0]]
     assert kept == {"_chunk_scan_fwd_kernel": SCAN_CONFIGS[1], "_other_kernel": SCAN_CONFIGS[0]}
-    assert pin_ssd_configs(package) == kept  # a second call changes nothing
+    assert pin_ssd_configs(package, H200_WINNERS) == kept  # a second call changes nothing
+
+
+def test_without_measured_winners_every_kernel_takes_the_cheapest(fake_ssd_module, monkeypatch):
+    monkeypatch.delenv("LASSM_TRITON_AUTOTUNE", raising=False)
+    monkeypatch.setattr(ssd_configs, "measured_winners", lambda: {})  # a GPU older than the H200's
+    package, module = fake_ssd_module
+    assert pin_ssd_configs(package)["_chunk_scan_fwd_kernel"] is SCAN_CONFIGS[2]
+    assert module._chunk_scan_fwd_kernel.configs == [SCAN_CONFIGS[2]]
 
 
 def test_the_environment_keeps_autotuning(fake_ssd_module, monkeypatch):
@@ -79,6 +87,12 @@ def test_the_environment_keeps_autotuning(fake_ssd_module, monkeypatch):
     package, module = fake_ssd_module
     assert pin_ssd_configs(package) == {}
     assert module._chunk_scan_fwd_kernel.configs == SCAN_CONFIGS
+
+
+def test_winners_only_where_measured():
+    import torch
+    recent = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0)
+    assert ssd_configs.measured_winners() == (H200_WINNERS if recent else {})
 
 
 def test_modules_not_imported_are_left_alone():
