@@ -204,11 +204,16 @@ def run(cfg: Config, trusted: bool = False) -> dict:
     rank, world, local_rank = distributed(tc.dist_backend)
     run_dir, device = Path(tc.output_root) / tc.experiment, pick_device(tc.device, local_rank)
     exact = tc.deterministic == "always" or (tc.deterministic == "cpu" and device.type == "cpu")
+    finished = False
     try:
         with RunLock(run_dir, enabled=rank == 0), deterministic_algorithms(exact):  # DDP: rank 0 locks
-            return _run(cfg, rank, world, device, run_dir, trusted)
+            metrics = _run(cfg, rank, world, device, run_dir, trusted)
+        finished = True
+        return metrics
     finally:  # the process group's threads stop before the interpreter exits (gloo could abort a rank there)
         if world > 1 and torch.distributed.is_initialized():
+            if finished:  # none tears down while another (rank 0 writing its last checkpoint) still runs
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
