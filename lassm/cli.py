@@ -69,3 +69,18 @@ def _check_writable_folder(folder: Path, target: Path, flag: str) -> None:
         raise NotADirectoryError(f"{flag}: cannot write {target}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{flag}: cannot write {target}: no write permission in {folder}")
+
+
+def add_split_arguments(parser) -> None:
+    """``--split-radius``, ``--split-mode`` and ``--split-convex``: single-view post-processing over the
+    checkpoint's setting (:func:`lassm.inference.override_split`), for ``predict`` and ``export``."""
+    parser.add_argument("--split-radius", type=float, default=None, metavar="METRES",
+                        help="single-view scans: cut masks along gaps wider than this between objects "
+                             "(0 = off; default: the checkpoint's setting, 0.015 for the tabletop preset)")
+    parser.add_argument("--split-mode", default="partition", choices=("cut", "partition"),
+                        help="with --split-radius: cut each mask, or take the clusters as objects unless "
+                             "the model divides one")
+    parser.add_argument("--split-convex", type=float, default=None, metavar="DEGREES",
+                        help="partition: divide the clusters along concave creases first, joints within "
+                             "DEGREES smooth (0 = off; default: the checkpoint's setting, 45 for the "
+                             "tabletop preset)")

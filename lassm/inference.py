@@ -194,3 +194,19 @@ def open_model(checkpoint: str | Path, preset: str = "synthetic", variant: str =
     info["summary"] = (f"{path} ({cfg.release or cfg.data.name}{', foreign' if foreign else ''}): {saved}"
                        f"{scores}; on {next(model.parameters()).device}")
     return model, cfg, info
+
+
+def override_split(cfg: Config, radius: float | None = None, mode: str = "partition",
+                   convex: float | None = None) -> None:
+    """Single-view post-processing of a loaded model, over its checkpoint's setting (None keeps it):
+    ``radius`` and ``mode`` set ``model.postprocess.split_radius`` and ``split_mode`` (masks against the
+    gaps between objects, :mod:`lassm.model.geometric_split`), ``convex`` ``split_convex_degrees`` (the
+    partition's clusters divided along concave creases first; 0 = off). The values are checked, naming
+    the fields."""
+    post = cfg.model.postprocess
+    if radius is not None:
+        post.split_radius, post.split_mode = radius, mode
+    if convex is not None:
+        post.split_convex_degrees = convex
+    if radius is not None or convex is not None:
+        post.__post_init__()

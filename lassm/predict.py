@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .cli import check_output_dir, dash_values, run_command
+from .cli import add_split_arguments, check_output_dir, dash_values, run_command
 from .config import Config
 from .data.io import DataError, Mesh, atomic_path, save_npz, write_mesh_ply
 from .data.scans import GREY, SCAN_SUFFIXES, load_scan
 from .evaluate.export import semantic_label_ids
 from .evaluate.semantic import write_labels
-from .inference import open_model, predict_arrays
+from .inference import open_model, override_split, predict_arrays
 from .model import LaSSM, Prediction
 
 # ----------------------------------------------------------------------------- which scans
@@ -249,12 +249,8 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     check_outputs(out_dir, paths)
     started = time.perf_counter()
     model, cfg, info = open_model(checkpoint, preset, variant, device, trusted=trusted)
-    if split is not None:
-        cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = split
-    if convex is not None:
-        cfg.model.postprocess.split_convex_degrees = convex
-    if split is not None or convex is not None:
-        cfg.model.postprocess.__post_init__()  # the values' checks, naming the fields
+    radius, mode = split if split is not None else (None, "partition")
+    override_split(cfg, radius, mode, convex)  # None keeps the checkpoint's setting
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     used = frame or cfg.data.scan.frame
@@ -342,16 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="instances listed in a one-scan summary")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML views")
     parser.add_argument("--overwrite", action="store_true", help="redo scans whose outputs exist")
-    parser.add_argument("--split-radius", type=float, default=None, metavar="METRES",
-                        help="single-view scans: cut masks along gaps wider than this between objects "
-                             "(0 = off; default: the checkpoint's setting, 0.015 for the tabletop preset)")
-    parser.add_argument("--split-mode", default="partition", choices=("cut", "partition"),
-                        help="with --split-radius: cut each mask, or take the clusters as objects unless "
-                             "the model divides one")
-    parser.add_argument("--split-convex", type=float, default=None, metavar="DEGREES",
-                        help="partition: divide the clusters along concave creases first, joints within "
-                             "DEGREES smooth (0 = off; default: the checkpoint's setting, 45 for the "
-                             "tabletop preset)")
+    add_split_arguments(parser)
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
     args = parser.parse_args(dash_values(argv))

@@ -141,3 +141,29 @@ def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_p
         np.testing.assert_allclose(out["scores"], expected.scores.numpy(), rtol=1e-6)
     assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
                          "--out", str(root / "bad_convex"), "--split-convex", "200"]) == 2
+
+
+def test_export_takes_the_same_post_processing_options(both_paths):
+    """``lassm.export --split-radius/--split-convex`` override the checkpoint's post-processing as
+    ``predict``'s options do: the exported masks are the dataset path's with those config fields."""
+    from copy import deepcopy
+
+    from lassm.evaluate.export import main as export_main
+    root, model, cfg = both_paths
+    out = root / "bench_convex"
+    common = [str(root / "model_best.pth"), "--split", "val", "--device", "cpu"]
+    assert export_main([*common, "--out", str(out), "--split-radius", "0.015", "--split-convex", "45"]) == 0
+    convex_cfg = deepcopy(cfg)
+    post = convex_cfg.model.postprocess
+    post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
+    dataset = split_dataset(convex_cfg, "val")
+    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
+                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
+    expected = inference.predict_arrays(model, convex_cfg, arrays, "cpu")
+    lines = (out / "predictions" / "learn22.txt").read_text().splitlines()
+    files = [np.loadtxt(out / "predictions" / line.split()[0], dtype=np.int64) for line in lines]
+    assert np.array_equal(np.array(files, bool).reshape(len(files), -1), expected.masks.numpy())
+    np.testing.assert_allclose([float(line.split()[2]) for line in lines], expected.scores.numpy(), rtol=1e-6)
+    plain = (root / "bench" / "predictions" / "learn22.txt").read_text().splitlines()
+    assert len(plain) != len(lines) or plain != lines  # the options changed the export
+    assert export_main([*common, "--out", str(root / "bad_export"), "--split-convex", "200"]) == 2

@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import check_output_dir, dash_values, run_command
+from ..cli import add_split_arguments, check_output_dir, dash_values, run_command
 from ..config import Config
 from ..data.dataset import SceneDataset
 from ..data.io import DataError
 from ..data.labels import CLASS_LABELS_20, CLASS_LABELS_200, VALID_CLASS_IDS_20, VALID_CLASS_IDS_200
-from ..inference import gt_instances, has_labels, open_model, predict_arrays
+from ..inference import gt_instances, has_labels, open_model, override_split, predict_arrays
 from ..model import LaSSM, Prediction
 from .ap import InstanceEvaluator
 from .formats import MASK_FOLDER, benchmark_classes, write_gt, write_predictions
@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="redo scenes already exported (their old mask files are removed first)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a legacy checkpoint; only for files from a source you trust")
+    add_split_arguments(parser)
     args = parser.parse_args(dash_values(argv))
     return run_command(lambda: _command(args))
 
@@ -326,6 +327,7 @@ def _command(args) -> None:
         raise ValueError(f"--max-scenes: expected 0 (all) or a positive number, got {args.max_scenes}")
     model, cfg, info = open_model(args.checkpoint, args.preset, args.variant, args.device,
                                   trusted=args.trust_checkpoint)
+    override_split(cfg, args.split_radius, args.split_mode, args.split_convex)  # None keeps the checkpoint's
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite,
