@@ -37,6 +37,22 @@ def unorganised_copy(source: Path, target: Path) -> None:
     out.save(target, encoding=Encoding.BINARY_COMPRESSED)
 
 
+def dataset_arrays(cfg, name: str) -> dict:
+    """One scene of the val split as the dataset path loads it (numpy arrays)."""
+    dataset = split_dataset(cfg, "val")
+    return next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
+                for i in range(len(dataset.scenes)) if dataset.name(i) == name)
+
+
+def with_convex_split(cfg):
+    """A copy of ``cfg`` with the tabletop preset's post-processing: partition at 1.5 cm, convex 45."""
+    from copy import deepcopy
+    out = deepcopy(cfg)
+    post = out.model.postprocess
+    post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
+    return out
+
+
 @pytest.fixture(scope="module")
 def both_paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("single_view")
@@ -66,9 +82,7 @@ def both_paths(tmp_path_factory):
 @pytest.mark.parametrize("name", [*SCANS, "learn22_unorganised"])
 def test_predict_equals_the_dataset_path(both_paths, name):
     root, model, cfg = both_paths
-    dataset = split_dataset(cfg, "val")
-    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
-                  for i in range(len(dataset.scenes)) if dataset.name(i) == name)
+    arrays = dataset_arrays(cfg, name)
     expected = inference.predict_arrays(model, cfg, arrays, "cpu")  # what validation computes
     with np.load(root / "pred" / f"{name}_instances.npz") as out:
         got = dict(out)
@@ -107,9 +121,7 @@ def test_predict_with_a_geometric_split_equals_the_dataset_path_with_it(both_pat
                          "--split-mode", "partition"]) == 0
     split_cfg = deepcopy(cfg)
     split_cfg.model.postprocess.split_radius, split_cfg.model.postprocess.split_mode = 0.015, "partition"
-    dataset = split_dataset(split_cfg, "val")
-    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
-                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
+    arrays = dataset_arrays(split_cfg, "learn22")
     expected = inference.predict_arrays(model, split_cfg, arrays, "cpu")
     plain = inference.predict_arrays(model, cfg, arrays, "cpu")
     with np.load(root / "pred_split" / "learn22_instances.npz") as out:
@@ -122,18 +134,13 @@ def test_predict_with_a_geometric_split_equals_the_dataset_path_with_it(both_pat
 def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_paths):
     """``--split-convex`` as the config field on the dataset path, whose scenes then carry their normals
     (learn22: stacked boxes, a concave crease between them)."""
-    from copy import deepcopy
     root, model, cfg = both_paths
     raw = root / "raw" / "val" / "learn22.pcd"
     assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
                          "--out", str(root / "pred_convex"), "--split-radius", "0.015",
                          "--split-convex", "45"]) == 0
-    convex_cfg = deepcopy(cfg)
-    post = convex_cfg.model.postprocess
-    post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
-    dataset = split_dataset(convex_cfg, "val")
-    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
-                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
+    convex_cfg = with_convex_split(cfg)
+    arrays = dataset_arrays(convex_cfg, "learn22")
     assert "normal" in arrays and "normal" not in split_dataset(cfg, "val")[0]
     expected = inference.predict_arrays(model, convex_cfg, arrays, "cpu")
     with np.load(root / "pred_convex" / "learn22_instances.npz") as out:
@@ -146,20 +153,13 @@ def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_p
 def test_export_takes_the_same_post_processing_options(both_paths):
     """``lassm.export --split-radius/--split-convex`` override the checkpoint's post-processing as
     ``predict``'s options do: the exported masks are the dataset path's with those config fields."""
-    from copy import deepcopy
-
     from lassm.evaluate.export import main as export_main
     root, model, cfg = both_paths
     out = root / "bench_convex"
     common = [str(root / "model_best.pth"), "--split", "val", "--device", "cpu"]
     assert export_main([*common, "--out", str(out), "--split-radius", "0.015", "--split-convex", "45"]) == 0
-    convex_cfg = deepcopy(cfg)
-    post = convex_cfg.model.postprocess
-    post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
-    dataset = split_dataset(convex_cfg, "val")
-    arrays = next({k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
-                  for i in range(len(dataset.scenes)) if dataset.name(i) == "learn22")
-    expected = inference.predict_arrays(model, convex_cfg, arrays, "cpu")
+    convex_cfg = with_convex_split(cfg)
+    expected = inference.predict_arrays(model, convex_cfg, dataset_arrays(convex_cfg, "learn22"), "cpu")
     lines = (out / "predictions" / "learn22.txt").read_text().splitlines()
     files = [np.loadtxt(out / "predictions" / line.split()[0], dtype=np.int64) for line in lines]
     assert np.array_equal(np.array(files, bool).reshape(len(files), -1), expected.masks.numpy())

@@ -141,9 +141,7 @@ def _learn_split(files: list[Path], val_fraction: float, seed: int) -> set[Path]
     """The val scenes among learn<k>.pcd files, stratified over SCENE_GROUPS (seeded)."""
     groups: dict[str, list[Path]] = {}
     for path in files:
-        number = _scene_number(path)
-        group = next((g for g, r in SCENE_GROUPS.items() if number in r), "other")
-        groups.setdefault(group, []).append(path)
+        groups.setdefault(scene_group(path.name) or "other", []).append(path)
     rng = np.random.default_rng(seed)
     val: set[Path] = set()
     for members in groups.values():

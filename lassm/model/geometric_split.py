@@ -262,14 +262,14 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     are apart before the masks are read; ``normal`` (N, 3), facing the camera, is then required."""
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
     euclidean = cluster
+    superpoint = pred.superpoint.cpu().numpy()
     if convex_degrees > 0:
         if normal is None:
             raise ValueError("normal: the convex division of the clusters (convex_degrees > 0) needs the "
                              "scan's point normals")
-        cluster = convex_segments(coord, normal, pred.superpoint.cpu().numpy(), cluster, convex_degrees,
+        cluster = convex_segments(coord, normal, superpoint, cluster, convex_degrees,
                                   min_points=npoint_thr + 1)
     pieces = split_prediction(pred, coord, radius, npoint_thr, height, cluster=cluster)
-    superpoint = pred.superpoint.cpu().numpy()
     count = int(cluster.max()) + 1
     num_sp = pred.sp_masks.shape[1]
     votes = np.zeros((num_sp, count + 1), np.int64)
