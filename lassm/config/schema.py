@@ -31,6 +31,10 @@ class ScanConfig:
     # support_plane: the plane's normal must lie within this many degrees of the camera's up (-y); 60 covers
     # a camera held level and looking down at a table (mOSD: 34-44); raise it for views from straight above
     max_tilt_degrees: float = 60.0
+    # support_plane, lassm.predict only: a scan with no such plane (a view from more steeply above than any
+    # training frame) is fitted again up to this tilt, with a warning, rather than left without an answer;
+    # 0 = no second try. Datasets (prepare) do not retry: a frame without a plane is reported and left out
+    fallback_tilt_degrees: float = 85.0
     warn_extent: float = 100.0  # metres: a scan of your own wider than this warns (millimetres?)
 
     def __post_init__(self):
@@ -41,6 +45,9 @@ class ScanConfig:
         if not 0 < self.max_tilt_degrees <= 90:
             raise ValueError(f"data.scan.max_tilt_degrees: expected degrees in (0, 90], "
                              f"got {self.max_tilt_degrees}")
+        if not 0 <= self.fallback_tilt_degrees <= 90:
+            raise ValueError(f"data.scan.fallback_tilt_degrees: expected degrees in [0, 90] (0 = no second "
+                             f"try), got {self.fallback_tilt_degrees}")
         if self.k_thresh < 0:
             raise ValueError(f"data.scan.k_thresh: expected >= 0, got {self.k_thresh}")
         check_positive(self, "data.scan", ("seg_min_verts", "knn"))

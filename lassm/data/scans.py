@@ -8,6 +8,7 @@ a mesh, its kNN-graph variant on a point cloud (:mod:`lassm.data.superpoints`).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -211,11 +212,21 @@ def load_scan(path: str | Path, scan_cfg, frame: str | None = None, viewpoint=No
         warn_degenerate(path, scan["coord"], scan["faces"], superpoint)
         return {**scan, "superpoint": superpoint, "source_coord": scan["coord"], "plane": None,
                 "kind": "mesh" if scan["faces"] is not None else "cloud"}
-    from .singleview import process_single_view
+    from .singleview import NoSupportPlane, process_single_view
 
     view = read_raw(path, scan_cfg.warn_extent)
-    arrays = process_single_view(view["coord"], view["color"], grid_shape=view["grid_shape"], scan=scan_cfg,
-                                 name=str(path))
+    try:
+        arrays = process_single_view(view["coord"], view["color"], grid_shape=view["grid_shape"],
+                                     scan=scan_cfg, name=str(path))
+    except NoSupportPlane as err:
+        if not scan_cfg.max_tilt_degrees < scan_cfg.fallback_tilt_degrees:
+            raise
+        warnings.warn(f"{err}; fitted again up to {scan_cfg.fallback_tilt_degrees:g} degrees "
+                      f"(data.scan.fallback_tilt_degrees): a view from further above than the training "
+                      f"frames", stacklevel=2)
+        steeper = dataclasses.replace(scan_cfg, max_tilt_degrees=scan_cfg.fallback_tilt_degrees)
+        arrays = process_single_view(view["coord"], view["color"], grid_shape=view["grid_shape"],
+                                     scan=steeper, name=str(path))
     keep = arrays["point_index"]
     return {"coord": arrays["coord"], "color": arrays["color"], "superpoint": arrays["superpoint"],
             "normal": arrays["normal"], "source_coord": view["coord"][keep],

@@ -38,6 +38,11 @@ from .mesh import vertex_normals
 from .superpoints import estimate_normals, knn_neighbours, segment_mesh, segment_points
 
 INSTANCE_VIEWS = ("object", "part")
+
+
+class NoSupportPlane(DataError):
+    """:func:`fit_support_plane` found no plane within its tilt limit holding enough of the points."""
+
 UP = np.array([0.0, -1.0, 0.0])  # the sensor's up direction in the camera frame (y down)
 
 # Depth-jump test of grid_mesh: an edge is cut when |dz| > DEPTH_JUMP_REL * z + DEPTH_JUMP_ABS.
@@ -213,7 +218,8 @@ def fit_support_plane(
     RANSAC hypotheses facing the camera within ``max_tilt_degrees`` of camera -y are scored on
     a subsample (:func:`_score`); the PLANE_REFINE best distinct ones are refined by least
     squares and rescored on all points; the winner is refined on all points, then within its
-    noise band. Raises DataError naming ``name`` when no such plane holds PLANE_MIN_INLIERS.
+    noise band. Raises NoSupportPlane (a DataError) naming ``name`` when no such plane holds
+    PLANE_MIN_INLIERS.
     """
     points = np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
@@ -233,13 +239,13 @@ def fit_support_plane(
     best = best and _tighten(points, *best)
     count = 0 if best is None else int((np.abs(points @ best[0] + best[1]) < PLANE_INLIER_DIST).sum())
     if count >= max(3, PLANE_MIN_INLIERS * len(points)) and _tilt(best[0]) > max_tilt_degrees:
-        raise DataError(  # refined on every point, the best plane leant past the limit
+        raise NoSupportPlane(  # refined on every point, the best plane leant past the limit
             f"{name}: no support plane found: the best plane ({count} of {len(points)} valid points) is "
             f"tilted {float(_tilt(best[0])):.1f} degrees from the sensor's up direction (camera -y), more "
             f"than {max_tilt_degrees:g}; for views from more steeply above raise data.scan.max_tilt_degrees"
         )
     if count < max(3, PLANE_MIN_INLIERS * len(points)):
-        raise DataError(
+        raise NoSupportPlane(
             f"{name}: no support plane found: the best plane within {max_tilt_degrees:g} degrees "
             f"of the sensor's up direction (camera -y) holds {count} of {len(points)} valid points; "
             f"expected a table or floor covering at least {PLANE_MIN_INLIERS:.0%}"

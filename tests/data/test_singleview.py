@@ -367,3 +367,31 @@ def test_a_view_from_higher_up_needs_a_wider_tilt_limit():
     assert float(out["plane_tilt_degrees"]) == pytest.approx(tilt, abs=1.0)
     table_z = out["coord"][out["segment"] == 0][:, 2]
     assert np.percentile(np.abs(table_z), 95) < 0.015
+
+
+@pytest.mark.skipif(not (MOSD_ROOT / "learn" / "learn3.pcd").is_file(), reason="mOSD learn scans not present")
+def test_predict_fits_a_steep_view_again_with_a_warning(tmp_path):
+    """load_scan (predict's door) retries a view steeper than max_tilt_degrees up to
+    fallback_tilt_degrees, warning, and finds the table; with the fallback off it raises
+    NoSupportPlane naming the file."""
+    from lassm.data.scans import load_scan
+
+    points, label = learn_points(3)
+    keep = np.random.default_rng(0).choice(len(points), 40_000, replace=False)
+    points, label = points[keep], label[keep]
+    angle = np.radians(28.0)  # as above: the table ends up ~70 degrees from the camera's up
+    turn = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    steep = points @ turn.T
+    normal, _ = plane_of(steep[(label >= 1) & (label <= 9)])
+    path = tmp_path / "steep.npy"
+    np.save(path, np.c_[steep, np.full((len(steep), 3), 128.0)].astype(np.float32))
+    cfg = ScanConfig(frame="support_plane")
+    with pytest.warns(UserWarning, match=r"steep\.npy: no support plane.*fitted again up to 85 degrees"):
+        scan = load_scan(path, cfg)
+    assert scan["plane"]["tilt_degrees"] == pytest.approx(np.degrees(np.arccos(-normal[1])), abs=1.0)
+    table = (label[scan["point_index"]] >= 1) & (label[scan["point_index"]] <= 9)
+    assert np.percentile(np.abs(scan["coord"][table, 2]), 95) < 0.015  # the table is the z = 0 plane
+    with pytest.raises(sv.NoSupportPlane, match=r"steep\.npy: no support plane found"):
+        load_scan(path, ScanConfig(frame="support_plane", fallback_tilt_degrees=0))
+    with pytest.raises(ValueError, match="data.scan.fallback_tilt_degrees"):
+        ScanConfig(fallback_tilt_degrees=95)
