@@ -13,7 +13,7 @@ and asks of every ground-truth instance:
 
 Instances are counted in the model's label space (stuff and unlabelled points are no instance).
 
-    python -m lassm.evaluate.diagnose outputs/tabletop/model_best.pth --root data/tabletop --split val_clutter
+    python -m lassm.evaluate.diagnose outputs/tabletop/model_last.pth --root data/tabletop --split val_clutter
 """
 
 from __future__ import annotations

@@ -37,7 +37,10 @@ from .postprocess import Prediction
 HEIGHT = 0.005  # metres above the support plane: lower points are the table
 PART_SHARE = 0.2  # partition: a model part counts when it holds this share of its cluster's points
 JOIN_SHARE = 0.5  # partition: a mask holding this share of each of 2+ whole clusters adds their union
-TAIL_SCORE = 0.02  # partition: a divided cluster, whole, ranked last (an alternative, not a claim)
+# partition: a divided cluster, whole, as an alternative to its parts (and a Euclidean cluster the convex
+# division cut, whole, at half this). Ranked among the whole clusters of weakly scored masks, above most
+# parts: a division is wrong about as often as it is right (README, "Real single-view scans")
+UNDIVIDED_SCORE = 0.6
 ADJACENT = 0.01  # convex segments: superpoints with points this close (metres) are neighbours ...
 ADJACENT_PAIRS = 3  # ... when at least this many point pairs are
 SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (Stein et al. 2014)
@@ -220,21 +223,22 @@ def _joins(pred: Prediction, sp_cluster: np.ndarray, size: np.ndarray, whole: np
     return joins
 
 
-def _tails(sp_cluster: np.ndarray, whole: np.ndarray, superpoint: np.ndarray, euclidean: np.ndarray,
-           num_sp: int) -> list[tuple[np.ndarray, float, int, int]]:
-    """Last-ranked alternatives: each divided cluster whole (TAIL_SCORE), and each Euclidean cluster that
-    the convex division cut into several whole (TAIL_SCORE / 2): (superpoint mask, score, class 0, query -1).
-    Ranked below every claim, they cost little where they are wrong and recover an object where the
-    division was (a shared face plane the model cut wrongly, a cup's rim taken for a crease)."""
-    tails = [(sp_cluster == c, TAIL_SCORE, 0, -1) for c in np.flatnonzero(~whole)]
+def _undivided(sp_cluster: np.ndarray, whole: np.ndarray, superpoint: np.ndarray, euclidean: np.ndarray,
+               num_sp: int) -> list[tuple[np.ndarray, float, int, int]]:
+    """Alternatives to the divisions: each divided cluster whole (UNDIVIDED_SCORE), and each Euclidean
+    cluster that the convex division cut into several whole (UNDIVIDED_SCORE / 2): (superpoint mask,
+    score, class 0, query -1). Where a division was wrong (a shared face plane the model cut wrongly, a
+    cup's rim taken for a crease) they recover the object; where it was right, they are one false
+    positive each, ranked below every confident claim."""
+    alternatives = [(sp_cluster == c, UNDIVIDED_SCORE, 0, -1) for c in np.flatnonzero(~whole)]
     votes = np.zeros((num_sp, int(euclidean.max()) + 2), np.int64)
     np.add.at(votes, (superpoint, euclidean + 1), 1)
     sp_euclidean = votes.argmax(1) - 1
     for e in range(int(euclidean.max()) + 1):
         inside = sp_euclidean == e
         if len(np.unique(sp_cluster[inside & (sp_cluster >= 0)])) >= 2:
-            tails.append((inside, TAIL_SCORE / 2, 0, -1))
-    return tails
+            alternatives.append((inside, UNDIVIDED_SCORE / 2, 0, -1))
+    return alternatives
 
 
 def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
@@ -252,9 +256,10 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     object the model missed, class 0 and query -1, as on the single-class tabletop scans this is for).
     Where one mask holds at least ``join_share`` of each of two or more whole clusters (an object seen
     in pieces, an occluder in front of it), their union is added as a further instance at half the
-    mask's score, below the clusters themselves (0 turns it off). Every divided cluster, whole, then follows
-    last (:func:`_tails`). Filling, ranking and joins were chosen
-    on the 36 real learn-train scans and our synthetic validation frames (README, "Real single-view
+    mask's score, below the clusters themselves (0 turns it off). Every divided cluster, whole, is added too,
+    as an alternative to its parts (:func:`_undivided`). Filling, ranking and joins were chosen on the 36
+    real learn-train scans and our synthetic validation frames, the alternatives' score on the learn-train
+    scans and 56 synthetic touching frames apart from the validation sets (README, "Real single-view
     scans").
 
     ``convex_degrees`` > 0: the clusters are first divided along concave creases (:func:`convex_segments`,
@@ -305,7 +310,8 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     joins = _joins(pred, sp_cluster, size, whole, join_share)
     out = [(m, s, int(c), int(q)) for (m, s, _), c, q in zip(out, kind, query, strict=True)] + joins
     seen = {m.tobytes() for m, _, _, _ in out}
-    out += [t for t in _tails(sp_cluster, whole, superpoint, euclidean, num_sp) if t[0].tobytes() not in seen]
+    alternatives = _undivided(sp_cluster, whole, superpoint, euclidean, num_sp)
+    out += [t for t in alternatives if t[0].tobytes() not in seen]
     out.sort(key=lambda item: -item[1])
     where = pred.scores.device
     sp_masks = np.array([m for m, _, _, _ in out]).reshape(len(out), num_sp)

@@ -8,7 +8,7 @@ import torch
 
 from lassm.config import preset
 from lassm.model.geometric_split import (
-    TAIL_SCORE,
+    UNDIVIDED_SCORE,
     convex_segments,
     euclidean_clusters,
     partition_clusters,
@@ -115,11 +115,11 @@ def test_partition_keeps_touching_objects_the_model_told_apart_and_makes_others_
              [False, False, True, True, False, False, False],  # B, 0.8
              [False, False, False, False, True, False, False]]  # C's top only, 0.7
     out = partition_clusters(prediction(masks, [0.9, 0.8, 0.7], superpoint), coord, radius=0.015)
-    # C made whole and, undivided, ranked above the divided parts with 0.5 + 0.5 x its mask's score; the
-    # divided cluster, whole, comes last as an alternative (TAIL_SCORE, query -1)
+    # C made whole and, undivided, ranked with 0.5 + 0.5 x its mask's score; the divided cluster, whole,
+    # comes as an alternative (UNDIVIDED_SCORE, query -1), below the confident parts
     ab = [True] * 4 + [False] * 3
     assert out.sp_masks.tolist() == [masks[0], [False] * 4 + [True, True, False], masks[1], ab]
-    assert out.scores.tolist() == pytest.approx([0.9, 0.85, 0.8, TAIL_SCORE])
+    assert out.scores.tolist() == pytest.approx([0.9, 0.85, 0.8, UNDIVIDED_SCORE])
     assert out.queries.tolist() == [0, 20, 10, -1]
 
 
@@ -146,9 +146,9 @@ def test_partition_merges_a_sliver_and_recovers_a_missed_cluster():
     assert out.scores.tolist() == pytest.approx([0.95, 0.05]) and out.queries.tolist() == [0, -1]
     apart = partition_clusters(pred, coord, radius=0.015, npoint_thr=100)
     # the two parts fill the cluster: B's side (superpoint 3) was A's mask's, and stays with it; the cluster
-    # whole comes last
-    assert apart.sp_masks.tolist() == masks + [c, [True] * 4 + [False] * 3]
-    assert apart.scores.tolist() == pytest.approx([0.9, 0.6, 0.05, TAIL_SCORE])
+    # whole follows as the alternative, after the part of equal score (a stable order), before C
+    assert apart.sp_masks.tolist() == masks + [[True] * 4 + [False] * 3, c]
+    assert apart.scores.tolist() == pytest.approx([0.9, 0.6, UNDIVIDED_SCORE, 0.05])
 
 
 def test_partition_of_a_prediction_without_masks_gives_the_clusters():
@@ -262,10 +262,10 @@ def test_convex_segments_join_the_two_faces_of_a_thin_wall_at_its_rim():
 
 def test_partition_ends_with_the_cluster_the_convex_division_cut_whole():
     """Each sphere its own mask: both come out whole, no union; the Euclidean cluster they share follows,
-    last, at half TAIL_SCORE (an alternative should the crease be a fold of one object)."""
+    at half UNDIVIDED_SCORE (an alternative should the crease be a fold of one object)."""
     coord, normal, superpoint = sphere_caps([0.0, 0.06])
     left = [True] * 16 + [False] * 16
     pred = prediction([left, [not x for x in left]], [0.9, 0.8], torch.as_tensor(superpoint))
     out = partition_clusters(pred, coord, radius=0.015, normal=normal, convex_degrees=45.0)
-    assert out.scores.tolist() == pytest.approx([0.95, 0.9, TAIL_SCORE / 2])
+    assert out.scores.tolist() == pytest.approx([0.95, 0.9, UNDIVIDED_SCORE / 2])
     assert out.sp_masks.tolist()[2] == [True] * 32 and out.queries.tolist()[2] == -1
