@@ -38,11 +38,6 @@ from .mesh import vertex_normals
 from .superpoints import estimate_normals, knn_neighbours, segment_mesh, segment_points
 
 INSTANCE_VIEWS = ("object", "part")
-
-
-class NoSupportPlane(DataError):
-    """:func:`fit_support_plane` found no plane within its tilt limit holding enough of the points."""
-
 UP = np.array([0.0, -1.0, 0.0])  # the sensor's up direction in the camera frame (y down)
 
 # Depth-jump test of grid_mesh: an edge is cut when |dz| > DEPTH_JUMP_REL * z + DEPTH_JUMP_ABS.
@@ -107,6 +102,10 @@ def grid_mesh(coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- support plane
+
+
+class NoSupportPlane(DataError):
+    """:func:`fit_support_plane` found no plane within its tilt limit holding enough of the points."""
 
 
 class PlaneFit(NamedTuple):
