@@ -52,8 +52,7 @@ MOSD_SCAN = single_view_scan()  # what the mosd and tabletop presets use (config
 
 def scene_group(name: str) -> str | None:
     """The SCENE_GROUPS group of a learn scene by its name (``learn22``, ``learn22.pcd``), else None."""
-    match = re.fullmatch(r"learn(\d+)(\.pcd)?", Path(name).name)
-    number = int(match.group(1)) if match else -1
+    number = _scene_number(Path(name))
     return next((group for group, numbers in SCENE_GROUPS.items() if number in numbers), None)
 
 
@@ -129,7 +128,9 @@ def read_pcd(path: str | os.PathLike) -> dict:
 
 
 def _scene_number(path: Path) -> int:
-    return int(re.fullmatch(r"learn(\d+)\.pcd", path.name).group(1))
+    """k of a learn scene ``learn<k>`` or ``learn<k>.pcd``; -1 for any other name."""
+    match = re.fullmatch(r"learn(\d+)(\.pcd)?", path.name)
+    return int(match.group(1)) if match else -1
 
 
 def _natural(path: Path) -> list:
