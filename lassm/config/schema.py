@@ -233,6 +233,10 @@ class DecoderConfig:
     # centre_refine: queries move by each head's predicted centre offset (spec 6.3); False keeps them at
     # their seed superpoints (the heads still predict, and are trained on, seed + offset)
     centre_refine: bool = True
+    # use_score: a mask-quality head (the reference's optional ``out_score``, off in every released config;
+    # spec 6, 7.5): per stage, each query's predicted IoU with its object, trained on matched queries
+    # (``criterion.weight_score``) and multiplying the class probabilities at inference (spec 5.3 step 1)
+    use_score: bool = False
 
     def __post_init__(self):
         if not 0 <= self.t_layer <= self.num_layers:
@@ -282,8 +286,17 @@ class CriterionConfig:
     # spec 11.1.3: a superpoint without a >50% label is trained as class 0 by the reference (argmax of
     # an all-False column). True reproduces that; default: such superpoints are ignored.
     sp_unlabelled_as_class0: bool = False
+    # the score head's loss (``decoder.use_score`` only): MSE between each matched query's predicted score
+    # and its binarised mask's IoU with the object, 0.5 as the reference hard-codes it (spec 7), over the
+    # matches whose IoU exceeds score_min_iou (the reference: 0.5; 0 trains on every match that overlaps
+    # its object, bad ones too)
+    weight_score: float = 0.5
+    score_min_iou: float = 0.5
 
     def __post_init__(self):
+        if not 0 <= self.score_min_iou < 1:
+            raise ValueError(f"model.criterion.score_min_iou: expected an IoU in [0, 1), "
+                             f"got {self.score_min_iou}")
         for name in (f.name for f in fields(self) if f.type == "float"):  # every cost and weight
             if getattr(self, name) < 0:
                 raise ValueError(f"model.criterion.{name}: expected a weight >= 0, got {getattr(self, name)}")

@@ -262,8 +262,8 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
                ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
     """Loss of one prediction stage over the B scenes (spec 7.2): components and the matches used.
 
-    Components: cls, bce, dice, box and their weighted sum ``loss``. ``indices`` (one
-    (query_idx, gt_idx) pair per scene) skips matching, e.g. to reuse the final stage's.
+    Components: cls, bce, dice, box, score (0 without a score head) and their weighted sum ``loss``.
+    ``indices`` (one (query_idx, gt_idx) pair per scene) skips matching, e.g. to reuse the final stage's.
     """
     num_scenes = len(targets)
     if not (len(stage.labels) == len(stage.masks) == len(stage.centres) == num_scenes):
@@ -273,9 +273,10 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
         with timed_stage(MATCHING):
             indices = [hungarian_match(lg, m, c, t, cfg) for lg, m, c, t in
                        zip(stage.labels, stage.masks, stage.centres, targets, strict=True)]
-    cls_terms, bce_terms, dice_terms, box_terms = [], [], [], []
-    scenes = zip(stage.labels, stage.masks, stage.centres, targets, indices, strict=True)
-    for logits, masks, centres, tgt, (q, g) in scenes:
+    cls_terms, bce_terms, dice_terms, box_terms, score_terms = [], [], [], [], []
+    scores = stage.scores if stage.scores is not None else [None] * num_scenes
+    scenes = zip(stage.labels, stage.masks, stage.centres, scores, targets, indices, strict=True)
+    for logits, masks, centres, score, tgt, (q, g) in scenes:
         logits = logits.float()
         num_classes = logits.shape[1] - 1
         target = torch.full((logits.shape[0],), num_classes, dtype=torch.long, device=logits.device)  # (Q,)
@@ -289,6 +290,14 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
         sig = m.sigmoid()
         dice_terms.append((1 - (2 * (sig * t).sum(1) + 1) / (sig.sum(1) + t.sum(1) + 1)).mean())
         box_terms.append((centres[q].float() - tgt.centres[g].float()).abs().sum(1).mean())
+        if score is not None:  # the reference's optional score loss: matches above score_min_iou only
+            with torch.no_grad():
+                inside = (m >= 0).float()  # sigmoid >= 0.5
+                inter = (inside * t).sum(1)
+                iou = inter / (t.sum(1) + inside.sum(1) - inter + 1e-6)  # (K,)
+            keep = iou > cfg.score_min_iou
+            if keep.any():
+                score_terms.append(F.mse_loss(score[q].float()[keep], iou[keep]))
 
     cls = torch.stack(cls_terms).mean()
     n = len(bce_terms)
@@ -304,8 +313,12 @@ def stage_loss(stage: Stage, targets: list[InstanceTargets], cfg: CriterionConfi
         if final and cfg.final_dice_times_batch:
             dice = dice * num_scenes  # the reference's missing division by B (spec 7.2, 11.1.2)
         box = torch.stack(box_terms).sum() / num_scenes  # not renormalised by n, as the reference
-    loss = cfg.weight_class * cls + cfg.weight_bce * bce + cfg.weight_dice * dice + cfg.weight_bbox * box
-    return {"cls": cls, "bce": bce, "dice": dice, "box": box, "loss": loss}, indices
+    score = cls.new_zeros(())
+    if stage.scores is not None:  # summed over scenes, divided by B as the reference; zero still reaches them
+        score = sum(score_terms, score) / num_scenes + sum(s.float().sum() for s in stage.scores) * 0.0
+    loss = (cfg.weight_class * cls + cfg.weight_bce * bce + cfg.weight_dice * dice + cfg.weight_bbox * box
+            + cfg.weight_score * score)
+    return {"cls": cls, "bce": bce, "dice": dice, "box": box, "score": score, "loss": loss}, indices
 
 
 def superpoint_ce(logits: torch.Tensor, sp_labels: torch.Tensor, cfg: CriterionConfig) -> torch.Tensor:
@@ -337,7 +350,8 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
             raise ValueError(f"stage: expected {len(targets)} scenes like targets, got {len(stage.labels)} "
                              f"labels, {len(stage.masks)} masks and {len(stage.centres)} centres")
     if padded is None:
-        padded = pad_stages(*zip(*[(s.labels, s.masks, s.centres) for s in stages], strict=True))
+        padded = pad_stages(*zip(*[(s.labels, s.masks, s.centres) for s in stages], strict=True),
+                            None if stages[0].scores is None else [s.scores for s in stages])
     with timed_stage(MATCHING):  # every stage's own matching, or the final stage's for all
         if cfg.iter_matcher:
             pairs = solve_stages(stages, targets, cfg, padded)
@@ -346,15 +360,15 @@ def criterion(stages: list[Stage], sp_seg: list[torch.Tensor], targets: list[Ins
                                     centres=padded.centres[-1:])
             pairs = solve_stages(stages[-1:], targets, cfg, final) * len(stages)
     terms = batched_stage_losses(padded, [t.labels for t in targets], [t.masks for t in targets],
-                                 [t.centres for t in targets], pairs, cfg)  # (4, T): cls, bce, dice, box
-    cls, bce, dice, box = terms.unbind(0)
+                                 [t.centres for t in targets], pairs, cfg)  # (5, T) cls bce dice box score
+    cls, bce, dice, box, score = terms.unbind(0)
     total = (cfg.weight_class * cls + cfg.weight_bce * bce + cfg.weight_dice * dice
-             + cfg.weight_bbox * box).sum()
+             + cfg.weight_bbox * box + cfg.weight_score * score).sum()
 
     # every scene's term reaches its logits, also where all superpoints are ignored (DDP needs a gradient)
     loss_sp = torch.stack([superpoint_ce(logits, tgt.sp_labels, cfg)
                            for logits, tgt in zip(sp_seg, targets, strict=True)]).mean()
     total = total + cfg.weight_sp * loss_sp
     return {"loss_cls": cls[-1], "loss_mask": bce[-1], "loss_dice": dice[-1],
-            "loss_score": torch.zeros((), device=total.device), "loss_bbox": box[-1],
+            "loss_score": score[-1], "loss_bbox": box[-1],
             "loss_sp_cls": loss_sp, "loss": total}

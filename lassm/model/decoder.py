@@ -41,6 +41,7 @@ class Stage(NamedTuple):
     centres: list[torch.Tensor]  # (Q_b, 3) predicted centres, normalised to [0, 1] of the scene range
     # (Q_b, 3) predicted centres in metres after this stage: where the queries move (centre_refine)
     positions: list[torch.Tensor] | None = None
+    scores: list[torch.Tensor] | None = None  # (Q_b,) predicted mask IoU (decoder.use_score), else None
 
 
 class Prepared(NamedTuple):
@@ -65,7 +66,8 @@ class DecoderOutput(NamedTuple):
     sp_seg: list[torch.Tensor]  # (S_b, C + 1) superpoint semantic logits
     select_idx: list[torch.Tensor]  # (Q_b,) which superpoints seeded the queries
     # the stages before the padding is cut off: per stage (logits (B, Q, C+1), masks (B, Q, S), centres
-    # (B, Q, 3), positions (B, Q, 3)), with Q_b and S_b: what the batched loss takes (lassm.model.losses)
+    # (B, Q, 3), positions (B, Q, 3)[, scores (B, Q) with use_score]), with Q_b and S_b: what the batched
+    # loss takes (lassm.model.losses)
     padded: list[tuple[torch.Tensor, ...]] | None = None
     counts: list[int] | None = None
     sizes: list[int] | None = None
@@ -340,13 +342,15 @@ class LaSSMDecoder(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.out_cls = _mlp(d, d, num_classes + 1)
         self.out_center = _mlp(d, d, 3)
+        if cfg.use_score:  # only then: the reference's checkpoints have no such head
+            self.out_score = _mlp(d, d, 1)
         self.x_mask = _mlp(in_channels, d, d)  # mask features MF
 
     def head(self, query, mask_feats, sp_valid=None):
         """Shared prediction head (spec 6.3) on (B, Q, D) queries and (B, S, D) mask features (or one
-        scene without B): logits (B, Q, C+1), centre offsets (B, Q, 3), masks (B, Q, S) and the
+        scene without B): logits (B, Q, C+1), centre offsets (B, Q, 3), masks (B, Q, S), the
         attention mask of the next cross-attention (True = blocked; padding superpoints, False in
-        ``sp_valid`` (B, S), always blocked)."""
+        ``sp_valid`` (B, S), always blocked) and the predicted mask IoU (B, Q), None without use_score."""
         z = self.out_norm(query)
         masks = z @ mask_feats.transpose(-1, -2)  # (B, Q, S), no scaling
         attn_mask = None
@@ -358,7 +362,8 @@ class LaSSMDecoder(nn.Module):
                     free = ~sp_valid[..., None, :]  # (B, 1, S)
                     attn_mask = attn_mask | free
                 attn_mask = torch.where(attn_mask.all(-1, keepdim=True), free, attn_mask)
-        return self.out_cls(z), self.out_center(z), masks, attn_mask
+        scores = self.out_score(z)[..., 0] if self.cfg.use_score else None  # no sigmoid, as the reference
+        return self.out_cls(z), self.out_center(z), masks, attn_mask, scores
 
     def prepare(self, sp_feats: list[torch.Tensor], sp_coords: list[torch.Tensor],
                 point_ranges: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
@@ -390,18 +395,19 @@ class LaSSMDecoder(nn.Module):
 
     def run_layers(self, p: Prepared) -> list[tuple[torch.Tensor, ...]]:
         """The initial head and the layer stack (spec 6.3-6.6) on the batched queries: per stage
-        (logits (B, Q, C+1), masks (B, Q, S), centres (B, Q, 3), positions (B, Q, 3)), padding included."""
+        (logits (B, Q, C+1), masks (B, Q, S), centres (B, Q, 3), positions (B, Q, 3)[, scores (B, Q) with
+        use_score]), padding included."""
         stages, attn_mask, query, pos = [], None, p.query, p.pos
         for i, layer in enumerate([None, *self.layers]):
             with stage(layer_stage(i)):
                 if layer is not None:
                     query = layer(query, pos, p.inst_feats, p.coords, attn_mask, p.valid, p.sp_valid)
-                logits, offset, masks, attn_mask = self.head(query, p.mask_feats, p.sp_valid)
+                logits, offset, masks, attn_mask, scores = self.head(query, p.mask_feats, p.sp_valid)
                 predicted = pos + offset  # (B, Q, 3) accumulated and not detached (spec 11.1.10)
                 if self.cfg.centre_refine:  # the queries move to their predicted centres
                     pos = predicted
                 centres = normalised_centres(predicted, p.lo, p.hi, p.reference_range)
-                stages.append((logits, masks, centres, predicted))
+                stages.append((logits, masks, centres, predicted) + (() if scores is None else (scores,)))
         return stages
 
     def forward(self, sp_feats: list[torch.Tensor], sp_coords: list[torch.Tensor],
@@ -428,6 +434,7 @@ class LaSSMDecoder(nn.Module):
                 batched = self.run_layers(prepared)
         scenes = list(enumerate(zip(prepared.counts, prepared.sizes, strict=True)))  # padding cut off
         stages = [Stage([logits[b, :q] for b, (q, _) in scenes], [masks[b, :q, :s] for b, (q, s) in scenes],
-                        [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes])
-                  for logits, masks, centres, positions in batched]
+                        [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes],
+                        [scores[0][b, :q] for b, (q, _) in scenes] if scores else None)
+                  for logits, masks, centres, positions, *scores in batched]
         return DecoderOutput(stages, sp_seg, select_idx, batched, prepared.counts, prepared.sizes)

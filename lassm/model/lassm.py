@@ -170,8 +170,10 @@ class LaSSM(nn.Module):
         output = self(batch) if output is None else output
         final = output.decoder.stages[-1]
         with stage(POSTPROCESS):
-            preds = [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess)
-                     for logits, masks, scene in zip(final.labels, final.masks, output.scenes, strict=True)]
+            scores = final.scores if final.scores is not None else [None] * len(final.labels)
+            preds = [predict_instances(logits, masks, scene.superpoint, self.cfg.postprocess, score)
+                     for logits, masks, score, scene in zip(final.labels, final.masks, scores, output.scenes,
+                                                            strict=True)]
             for pred, sp_seg, scene in zip(preds, output.decoder.sp_seg, output.scenes, strict=True):
                 pred.semantic = point_semantics(sp_seg, scene.superpoint, self.cfg.stuff_classes)  # (N_pt,)
         return preds

@@ -33,20 +33,24 @@ class PaddedStages(NamedTuple):
     centres: torch.Tensor  # (T, B, Q, 3) normalised centres
     counts: list[int]  # Q_b real queries of each scene
     sizes: list[int]  # S_b real superpoints of each scene
+    scores: torch.Tensor | None = None  # (T, B, Q) predicted mask IoU (decoder.use_score), else None
 
 
 def stack_stages(stages: list[tuple[torch.Tensor, ...]], counts: list[int], sizes: list[int]) -> PaddedStages:
-    """The decoder's padded stages (``DecoderOutput.padded``: per stage (logits, masks, centres, ...)
-    of shape (B, Q, ...)) stacked to :class:`PaddedStages`."""
-    logits, masks, centres = (torch.stack(field) for field in list(zip(*stages, strict=True))[:3])
-    return PaddedStages(logits, masks, centres, counts, sizes)
+    """The decoder's padded stages (``DecoderOutput.padded``: per stage (logits, masks, centres,
+    positions[, scores]) of shape (B, Q, ...)) stacked to :class:`PaddedStages`."""
+    fields = list(zip(*stages, strict=True))
+    logits, masks, centres = (torch.stack(field) for field in fields[:3])
+    scores = torch.stack(fields[4]) if len(fields) > 4 else None
+    return PaddedStages(logits, masks, centres, counts, sizes, scores)
 
 
 def pad_stages(labels: list[list[torch.Tensor]], masks: list[list[torch.Tensor]],
-               centres: list[list[torch.Tensor]]) -> PaddedStages:
-    """Per stage, per scene (Q_b, C+1) / (Q_b, S_b) / (Q_b, 3) tensors -> :class:`PaddedStages` (zeros
-    in the padding). For callers that only have the per-scene lists; the decoder hands its padded
-    tensors over directly."""
+               centres: list[list[torch.Tensor]], scores: list[list[torch.Tensor]] | None = None
+               ) -> PaddedStages:
+    """Per stage, per scene (Q_b, C+1) / (Q_b, S_b) / (Q_b, 3) [/ (Q_b,) scores] tensors ->
+    :class:`PaddedStages` (zeros in the padding). For callers that only have the per-scene lists; the
+    decoder hands its padded tensors over directly."""
     counts = [len(x) for x in labels[0]]
     sizes = [m.shape[1] for m in masks[0]]
     num_q, num_s = max(counts), max(sizes)
@@ -55,9 +59,12 @@ def pad_stages(labels: list[list[torch.Tensor]], masks: list[list[torch.Tensor]]
         return torch.stack([F.pad(r, (0, 0 if width is None else width - r.shape[1], 0, num_q - len(r)))
                             for r in rows])
 
+    padded_scores = None
+    if scores is not None:
+        padded_scores = torch.stack([pad([r[:, None] for r in s], None)[..., 0] for s in scores])
     return PaddedStages(torch.stack([pad(s, None) for s in labels]),
                         torch.stack([pad(s, num_s) for s in masks]),
-                        torch.stack([pad(s, None) for s in centres]), counts, sizes)
+                        torch.stack([pad(s, None) for s in centres]), counts, sizes, padded_scores)
 
 
 def _layout(pairs: list[list[tuple[np.ndarray, np.ndarray]]], counts: list[int], sizes: list[int],
@@ -106,13 +113,14 @@ def _layout(pairs: list[list[tuple[np.ndarray, np.ndarray]]], counts: list[int],
 def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt_masks: list[torch.Tensor],
                          gt_centres: list[torch.Tensor], pairs: list[list[tuple[np.ndarray, np.ndarray]]],
                          cfg) -> torch.Tensor:
-    """(4, T) float32: the cls, bce, dice and box terms of every stage, as ``stage_loss`` computes them
-    stage by stage (the final stage last; its Dice times B under ``cfg.final_dice_times_batch``).
+    """(5, T) float32: the cls, bce, dice, box and score terms of every stage, as ``stage_loss`` computes
+    them stage by stage (the final stage last; its Dice times B under ``cfg.final_dice_times_batch``; the
+    score term 0 without a score head).
 
     gt_*: per scene (G_b,) labels, (G_b, S_b) bool masks, (G_b, 3) centres; pairs: [T][B] host
     (query_idx, gt_idx) arrays from the matcher.
     """
-    logits, masks, centres, counts, sizes = padded
+    logits, masks, centres, counts, sizes, scores = padded
     num_stages, num_scenes, num_q, width = logits.shape
     device = logits.device
     gt_counts = [len(g) for g in gt_labels]
@@ -128,7 +136,9 @@ def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt
     cls = (ce * ce_weight).view(num_stages, -1).sum(1)  # (T,)
     if len(rows) == 0:  # no ground truth in the batch: zeros that still reach the predictions (DDP)
         zero = (masks.float().sum() + centres.float().sum()) * 0.0
-        return torch.stack([cls, *zero.expand(3, num_stages)])
+        if scores is not None:
+            zero = zero + scores.float().sum() * 0.0
+        return torch.stack([cls, *zero.expand(4, num_stages)])
 
     # masks and centres: the K matched rows of all stages and scenes
     num_sp = masks.shape[-1]
@@ -145,4 +155,27 @@ def batched_stage_losses(padded: PaddedStages, gt_labels: list[torch.Tensor], gt
     box = (centres.reshape(-1, 3)[rows].float() - torch.cat(gt_centres).float()[gt_rows]).abs().sum(1)  # (K,)
     weighted = torch.stack([bce, dice, box]) * row_weights  # (3, K)
     terms = weighted.new_zeros(3, num_stages).index_add_(1, row_stage, weighted)  # (3, T) per stage
-    return torch.cat([cls[None], terms])
+    score = _score_terms(scores, m, t, valid, rows, num_stages, num_scenes, num_q, cfg.score_min_iou)
+    return torch.cat([cls[None], terms, score[None]])
+
+
+def _score_terms(scores: torch.Tensor | None, m: torch.Tensor, t: torch.Tensor, valid: torch.Tensor,
+                 rows: torch.Tensor, num_stages: int, num_scenes: int, num_q: int, min_iou: float
+                 ) -> torch.Tensor:
+    """(T,) the score head's loss per stage (spec 7, the reference's optional score loss): per scene, the
+    MSE between the matched queries' predicted scores and their binarised masks' IoU with the object (no
+    gradient), over the rows whose IoU exceeds ``min_iou``; summed over scenes and divided by B. Zeros
+    reaching the scores when nothing qualifies, and without a score head."""
+    if scores is None:
+        return m.new_zeros(num_stages)
+    with torch.no_grad():
+        inside = (m >= 0) & valid  # (K, S) sigmoid >= 0.5
+        inter = (inside * t).sum(1)
+        iou = inter / (t.sum(1) + inside.sum(1) - inter + 1e-6)  # (K,)
+        keep = (iou > min_iou).float()
+    group = rows // num_q  # (K,) the row's (stage, scene)
+    error = (scores.reshape(-1)[rows].float() - iou) ** 2 * keep
+    total = error.new_zeros(num_stages * num_scenes).index_add_(0, group, error)
+    count = keep.new_zeros(num_stages * num_scenes).index_add_(0, group, keep)
+    per_scene = (total / count.clamp_min(1)).view(num_stages, num_scenes)
+    return per_scene.sum(1) / num_scenes + scores.float().sum() * 0.0

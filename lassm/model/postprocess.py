@@ -138,11 +138,14 @@ def predict_instances(
     mask_logits: torch.Tensor,
     superpoint: torch.Tensor,
     cfg: PostprocessConfig,
+    query_scores: torch.Tensor | None = None,
 ) -> Prediction:
     """Scored instances of one scene from its final stage (REFERENCE_SPEC 5.3), point masks on demand.
 
     logits: (Q, C+1) class logits with background last; mask_logits: (Q, S) superpoint mask logits;
-    superpoint: (N_pt,) compact superpoint ids 0..S-1 of the scene's points. Computed in float32.
+    superpoint: (N_pt,) compact superpoint ids 0..S-1 of the scene's points; query_scores: (Q,) the score
+    head's predicted mask IoU (``decoder.use_score``), multiplying the class probabilities as the
+    reference would (spec 5.3 step 1). Computed in float32.
     """
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (Q, C+1) with C >= 1, got {tuple(logits.shape)}")
@@ -168,6 +171,11 @@ def predict_instances(
     mask_logits = mask_logits.float()
 
     class_scores = logits.softmax(dim=-1)[:, :-1]  # (Q, C) background dropped
+    if query_scores is not None:
+        if query_scores.shape != (num_queries,):
+            raise ValueError(f"query_scores must have shape (Q,) = ({num_queries},), "
+                             f"got {tuple(query_scores.shape)}")
+        class_scores = class_scores * query_scores.float()[:, None]  # no sigmoid, as the reference
     # deliberate (spec 11.2.5): k clipped to Q x C; the reference's top-k crashes when it is larger
     k = min(cfg.topk_insts, num_queries * num_classes)
     scores, flat_idx = class_scores.flatten().topk(k, sorted=False)  # (k,) query-major flattening

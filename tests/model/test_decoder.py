@@ -116,12 +116,12 @@ def test_head_attention_mask_blocks_low_masks_and_frees_blocked_rows():
     torch.manual_seed(0)
     dec = LaSSMDecoder(small_cfg(), in_channels=8, num_classes=3)
     query, mask_feats = torch.randn(6, 64), torch.randn(10, 64)
-    logits, offset, masks, attn = dec.head(query, mask_feats)
-    assert logits.shape == (6, 4) and offset.shape == (6, 3) and masks.shape == (6, 10)
+    logits, offset, masks, attn, scores = dec.head(query, mask_feats)
+    assert logits.shape == (6, 4) and offset.shape == (6, 3) and masks.shape == (6, 10) and scores is None
     assert torch.equal(attn, masks.sigmoid() < 0.5) and attn.any() and not attn.all(-1).any()
     with torch.no_grad():
         dec.out_norm.bias.fill_(1.0)  # every normalised query sums to 64 ...
-    _, _, masks, attn = dec.head(query, -torch.ones(10, 64))  # ... so every mask logit is -64
+    _, _, masks, attn, _ = dec.head(query, -torch.ones(10, 64))  # ... so every mask logit is -64
     assert (masks < 0).all() and not attn.any()  # blocked everywhere -> attends everywhere
 
 
@@ -230,12 +230,16 @@ def test_ablation_config_values_are_checked():
             small_cfg(**{field: value})
 
 
-@pytest.mark.parametrize("t_layer,mixer", [(2, "ssm"), (0, "ssm"), (1, "attention"), (1, "none")])
-def test_batched_scenes_equal_each_scene_alone(t_layer, mixer):
+@pytest.mark.parametrize("t_layer,mixer,use_score", [(2, "ssm", False), (0, "ssm", False),
+                                                     (1, "attention", False), (1, "none", False),
+                                                     (1, "ssm", True)])
+def test_batched_scenes_equal_each_scene_alone(t_layer, mixer, use_score):
     """The decoder runs the scenes of a batch together (padded); that must give what each scene gives
-    alone, including a small scene whose queries are all its superpoints (fewer than the others')."""
+    alone, including a small scene whose queries are all its superpoints (fewer than the others'); with
+    the score head, its scores too."""
     torch.manual_seed(0)
-    cfg = small_cfg(num_layers=3, t_layer=t_layer, mixer=mixer, stable_order=True, num_query=12)
+    cfg = small_cfg(num_layers=3, t_layer=t_layer, mixer=mixer, stable_order=True, num_query=12,
+                    use_score=use_score)
     dec = LaSSMDecoder(cfg, in_channels=8, num_classes=3).eval()
     sizes = (40, 9, 33)  # scene 1: floor(0.8 x 9) <= 12, so its 9 superpoints are its 9 queries
     feats = [torch.randn(n, 8) for n in sizes]
@@ -249,9 +253,14 @@ def test_batched_scenes_equal_each_scene_alone(t_layer, mixer):
         assert torch.equal(together.select_idx[b], single.select_idx[0])
         torch.testing.assert_close(together.sp_seg[b], single.sp_seg[0])
         for mine, theirs in zip(together.stages, single.stages, strict=True):
-            for field in ("labels", "masks", "centres", "positions"):
+            for field in ("labels", "masks", "centres", "positions") + (("scores",) if use_score else ()):
                 torch.testing.assert_close(getattr(mine, field)[b], getattr(theirs, field)[0],
                                            rtol=1e-4, atol=1e-5)
+            assert (mine.scores is None) != use_score
+    if use_score:  # (Q_b,) per scene; the padded stages carry (B, Q) scores fifth, what the loss reads
+        assert together.stages[-1].scores[1].shape == (9,) and together.padded[-1][4].shape == (3, 12)
+        assert not any(name.startswith("out_score") for name, _ in
+                       LaSSMDecoder(small_cfg(), in_channels=8, num_classes=3).named_parameters())
 
 
 @pytest.mark.parametrize("mode", ["semantic_fps", "fps", "semantic_topk"])

@@ -127,14 +127,15 @@ def _labelled(scene: dict, num_labels: int, unlabelled: bool = False) -> dict:
     return dict(scene, segment=segment)
 
 
-@pytest.mark.parametrize("preset", ["synthetic-3", "synthetic-0", "mosd-3", "mosd-0"])
+@pytest.mark.parametrize("preset", ["synthetic-3", "synthetic-0", "mosd-3", "mosd-0", "mosd-3-score"])
 def test_every_parameter_gets_a_gradient(preset):
     """Training under DDP runs with find_unused_parameters=False: one backward of any batch must reach every
     parameter (a parameter without a gradient would stop the next step). Corner cases: scenes without
     ground-truth instances, scenes without any label, fewer superpoints than queries (and than the kNN's
     k), a single superpoint, a scene with instances beside one without."""
-    name, variant = preset.split("-")
+    name, variant, *score = preset.split("-")
     cfg = config.tiny(config.preset(name, variant=f"-{variant}"))
+    cfg.model.decoder.use_score = bool(score)  # the optional score head (spec 6)
     torch.manual_seed(0)
     model = LaSSM(cfg.model).train()
     labels = len(cfg.data.class_names)

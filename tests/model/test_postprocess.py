@@ -78,10 +78,12 @@ def test_matrix_nms_empty_and_bad_kernel():
         matrix_nms(torch.rand(2, 3), torch.zeros(2, dtype=torch.long), torch.rand(2), kernel="box")
 
 
-def reference_predict(logits, mask_logits, superpoint, cfg):
+def reference_predict(logits, mask_logits, superpoint, cfg, query_scores=None):
     """Straightforward per-candidate version of REFERENCE_SPEC 5.3 using the loop NMS above."""
     num_queries, num_cls = logits.shape[0], logits.shape[1] - 1
     probs = torch.softmax(logits.double(), dim=1)[:, :num_cls]
+    if query_scores is not None:  # a score head's output multiplies the probabilities (step 1)
+        probs = probs * query_scores.double()[:, None]
     cands = sorted(
         ((float(probs[q, c]), q, c) for q in range(num_queries) for c in range(num_cls)), reverse=True
     )[: cfg.topk_insts]
@@ -125,6 +127,28 @@ def test_predict_instances_matches_reference():
     assert torch.equal(pred.masks, torch.stack([r[3] for r in ref]))
     half = predict_instances(logits.half(), mask_logits.half(), superpoint, cfg)
     assert half.scores.dtype == torch.float32
+
+
+def test_predict_instances_with_a_score_head_matches_reference():
+    """The score head's predicted IoU multiplies each query's class probabilities before top-k: the
+    order changes, and a negative score (the head has no sigmoid) drops the query at score_thr."""
+    gen = torch.Generator().manual_seed(2)
+    num_queries, num_cls, num_sp, num_pts = 8, 3, 15, 120
+    logits = torch.randn(num_queries, num_cls + 1, generator=gen) * 2
+    mask_logits = torch.randn(num_queries, num_sp, generator=gen) * 3
+    superpoint = torch.randint(0, num_sp, (num_pts,), generator=gen)
+    query_scores = torch.rand(num_queries, generator=gen)
+    query_scores[3] = -0.2
+    cfg = PostprocessConfig(topk_insts=12, score_thr=0.0, npoint_thr=10, sp_score_thr=0.4)
+    pred = predict_instances(logits, mask_logits, superpoint, cfg, query_scores)
+    ref = reference_predict(logits, mask_logits, superpoint, cfg, query_scores)
+    plain = predict_instances(logits, mask_logits, superpoint, cfg)
+    assert len(ref) > 2 and 3 not in pred.queries.tolist() and pred.queries.tolist() != plain.queries.tolist()
+    torch.testing.assert_close(pred.scores.double(), torch.tensor([r[0] for r in ref], dtype=torch.float64),
+                               atol=1e-5, rtol=0)
+    assert pred.queries.tolist() == [r[2] for r in ref] and pred.classes.tolist() == [r[1] for r in ref]
+    with pytest.raises(ValueError, match="query_scores"):
+        predict_instances(logits, mask_logits, superpoint, cfg, query_scores[:-1])
 
 
 def _two_query_scene():
