@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     "queries-x0.5": {_D + "num_query": Times(0.5)},
     "queries-x2": {_D + "num_query": Times(2)},
     "no-refine": {_D + "centre_refine": False},  # queries stay at their seed superpoints
+    # the reference's optional mask-quality head (off in its released configs), trained as it would be
+    "score-head": {_D + "use_score": True},
 }
 
 STUDIES: dict[str, list[str]] = {

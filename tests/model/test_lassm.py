@@ -237,7 +237,8 @@ def test_overfits_one_synthetic_room(room):
 
 @pytest.mark.parametrize("ablation", [
     {"query_init": "fps"}, {"query_init": "semantic_topk"}, {"mixer": "attention"}, {"mixer": "none"},
-    {"centre_refine": False}, {"order": ("z",), "serialization_grid": 0.25}, {"t_layer": 6, "k": 4}])
+    {"centre_refine": False}, {"order": ("z",), "serialization_grid": 0.25}, {"t_layer": 6, "k": 4},
+    {"use_score": True}])
 def test_ablation_variants_train_and_predict(ablation):
     """Every ablation axis of 06_ablations is a config field: the model trains and predicts with it."""
     model = small_model(**ablation)
@@ -250,6 +251,9 @@ def test_ablation_variants_train_and_predict(ablation):
     names = [n for n, _ in model.named_parameters()]
     assert any(".ssm." in n for n in names) == (ablation.get("mixer", "ssm") == "ssm")
     assert any(".self_attn." in n for n in names) == (ablation.get("mixer") == "attention")
+    assert any(n.startswith("decoder.out_score.") for n in names) == ablation.get("use_score", False)
+    if not ablation.get("use_score", False):  # the head's loss: by hand in tests/model/test_losses.py
+        assert out.losses["loss_score"] == 0
     pred = model.eval().predict(batch)[0]
     assert pred.masks.shape[1] == len(scene["coord"])
 
