@@ -72,8 +72,9 @@ def _check_writable_folder(folder: Path, target: Path, flag: str) -> None:
 
 
 def add_split_arguments(parser) -> None:
-    """``--split-radius``, ``--split-mode`` and ``--split-convex``: single-view post-processing over the
-    checkpoint's setting (:func:`lassm.inference.override_split`), for ``predict`` and ``export``."""
+    """``--split-radius``, ``--split-mode``, ``--split-convex`` and ``--split-colour``: single-view
+    post-processing over the checkpoint's setting (:func:`lassm.inference.override_split`), for
+    ``predict`` and ``export``."""
     parser.add_argument("--split-radius", type=float, default=None, metavar="METRES",
                         help="single-view scans: cut masks along gaps wider than this between objects "
                              "(0 = off; default: the checkpoint's setting, 0.015 for the tabletop preset)")
@@ -84,3 +85,7 @@ def add_split_arguments(parser) -> None:
                         help="partition: divide the clusters along concave creases first, joints within "
                              "DEGREES smooth (0 = off; default: the checkpoint's setting, 45 for the "
                              "tabletop preset)")
+    parser.add_argument("--split-colour", type=float, default=None, metavar="DISTANCE",
+                        help="with --split-convex: a smooth concave joint also needs its superpoints' mean "
+                             "colours within DISTANCE (RGB 0-1) to hold (0 = off; default: the "
+                             "checkpoint's setting)")

@@ -139,9 +139,11 @@ def predict_arrays(model: LaSSM, cfg: Config, arrays, device: str | torch.device
         coord = _numpy(arrays["coord"])  # validation hands over the scene as tensors on the model's device
         if post.split_mode == "partition":
             normal = arrays.get("normal") if post.split_convex_degrees > 0 else None
+            colour = _numpy(arrays["color"]) if post.split_colour_cut > 0 else None
             pred = partition_clusters(pred, coord, post.split_radius, post.npoint_thr,
                                       normal=None if normal is None else _numpy(normal),
-                                      convex_degrees=post.split_convex_degrees)
+                                      convex_degrees=post.split_convex_degrees, colour=colour,
+                                      colour_cut=post.split_colour_cut)
         else:
             pred = split_prediction(pred, coord, post.split_radius, post.npoint_thr)
     return pred
@@ -197,16 +199,21 @@ def open_model(checkpoint: str | Path, preset: str = "synthetic", variant: str =
 
 
 def override_split(cfg: Config, radius: float | None = None, mode: str = "partition",
-                   convex: float | None = None) -> None:
+                   convex: float | None = None, colour: float | None = None) -> None:
     """Single-view post-processing of a loaded model, over its checkpoint's setting (None keeps it):
     ``radius`` and ``mode`` set ``model.postprocess.split_radius`` and ``split_mode`` (masks against the
     gaps between objects, :mod:`lassm.model.geometric_split`), ``convex`` ``split_convex_degrees`` (the
-    partition's clusters divided along concave creases first; 0 = off). The values are checked, naming
-    the fields."""
+    partition's clusters divided along concave creases first; 0 = off), ``colour`` ``split_colour_cut``
+    (smooth concave joints between superpoints of different colour cut too; 0 = off). The values are
+    checked, naming the fields."""
     post = cfg.model.postprocess
     if radius is not None:
         post.split_radius, post.split_mode = radius, mode
     if convex is not None:
         post.split_convex_degrees = convex
-    if radius is not None or convex is not None:
+        if convex == 0:
+            post.split_colour_cut = 0.0  # no convex division, nothing for the colours to refine
+    if colour is not None:
+        post.split_colour_cut = colour
+    if radius is not None or convex is not None or colour is not None:
         post.__post_init__()

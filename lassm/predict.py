@@ -233,8 +233,8 @@ def describe(path: Path, scan: dict, pred: Prediction) -> str:
 
 def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, viewpoint=None, top: int = 10,
         frame: str | None = None, html: bool = True, overwrite: bool = False,
-        trusted: bool = False, split: tuple[float, str] | None = None, convex: float | None = None
-        ) -> list[dict]:
+        trusted: bool = False, split: tuple[float, str] | None = None, convex: float | None = None,
+        colour: float | None = None) -> list[dict]:
     """The whole command over one or more scans (files, folders, globs): one model load, a progress bar,
     a line and a summary per scan; a scan that fails is reported and the others go on. Returns one row
     per scan: scan, status ("done", "skipped", "failed"), points, instances, seconds, paths or error.
@@ -242,7 +242,8 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     (radius, mode) overriding the checkpoint's ``model.postprocess.split_radius`` and ``split_mode``
     (single-view scans: masks cut along the gaps between objects, :mod:`lassm.model.geometric_split`).
     ``convex``: degrees overriding ``model.postprocess.split_convex_degrees`` (the partition's clusters
-    divided along concave creases first; 0 = off)."""
+    divided along concave creases first; 0 = off); ``colour``: ``model.postprocess.split_colour_cut``
+    (smooth concave joints between superpoints of different colour cut too; 0 = off)."""
     from .progress import tqdm
 
     paths = find_scans([scans] if isinstance(scans, (str, Path)) else scans)
@@ -250,7 +251,7 @@ def run(checkpoint, scans, out_dir, preset=None, variant=None, device=None, view
     started = time.perf_counter()
     model, cfg, info = open_model(checkpoint, preset, variant, device, trusted=trusted)
     radius, mode = split if split is not None else (None, "partition")
-    override_split(cfg, radius, mode, convex)  # None keeps the checkpoint's setting
+    override_split(cfg, radius, mode, convex, colour)  # None keeps the checkpoint's setting
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     used = frame or cfg.data.scan.frame
@@ -352,7 +353,7 @@ def _command(args) -> int:
     split = None if args.split_radius is None else (args.split_radius, args.split_mode)
     rows = run(args.checkpoint, args.scan, args.out, args.preset, args.variant, args.device,
                args.viewpoint, args.top, args.frame, not args.no_html, args.overwrite, args.trust_checkpoint,
-               split, args.split_convex)
+               split, args.split_convex, args.split_colour)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

@@ -44,12 +44,14 @@ def dataset_arrays(cfg, name: str) -> dict:
                 for i in range(len(dataset.scenes)) if dataset.name(i) == name)
 
 
-def with_convex_split(cfg):
-    """A copy of ``cfg`` with the tabletop preset's post-processing: partition at 1.5 cm, convex 45."""
+def with_convex_split(cfg, colour: float = 0.0):
+    """A copy of ``cfg`` with the tabletop preset's post-processing: partition at 1.5 cm, convex 45, and the
+    colour cut at ``colour``."""
     from copy import deepcopy
     out = deepcopy(cfg)
     post = out.model.postprocess
     post.split_radius, post.split_mode, post.split_convex_degrees = 0.015, "partition", 45.0
+    post.split_colour_cut = colour
     return out
 
 
@@ -131,34 +133,41 @@ def test_predict_with_a_geometric_split_equals_the_dataset_path_with_it(both_pat
     assert predict.main([*common, "--out", str(root / "bad"), "--split-radius", "-1"]) == 2
 
 
-def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_paths):
-    """``--split-convex`` as the config field on the dataset path, whose scenes then carry their normals
-    (learn22: stacked boxes, a concave crease between them)."""
+@pytest.mark.parametrize("colour", [0.0, 0.12])
+def test_predict_with_the_convex_division_equals_the_dataset_path_with_it(both_paths, colour):
+    """``--split-convex`` (and ``--split-colour``) as the config fields on the dataset path, whose scenes
+    then carry their normals (learn22: stacked boxes, a concave crease between them)."""
     root, model, cfg = both_paths
     raw = root / "raw" / "val" / "learn22.pcd"
+    out_dir = root / f"pred_convex_{colour}"
     assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
-                         "--out", str(root / "pred_convex"), "--split-radius", "0.015",
-                         "--split-convex", "45"]) == 0
-    convex_cfg = with_convex_split(cfg)
+                         "--out", str(out_dir), "--split-radius", "0.015", "--split-convex", "45",
+                         "--split-colour", str(colour)]) == 0
+    convex_cfg = with_convex_split(cfg, colour)
     arrays = dataset_arrays(convex_cfg, "learn22")
     assert "normal" in arrays and "normal" not in split_dataset(cfg, "val")[0]
     expected = inference.predict_arrays(model, convex_cfg, arrays, "cpu")
-    with np.load(root / "pred_convex" / "learn22_instances.npz") as out:
+    with np.load(out_dir / "learn22_instances.npz") as out:
         assert np.array_equal(out["masks"], expected.masks.numpy())
         np.testing.assert_allclose(out["scores"], expected.scores.numpy(), rtol=1e-6)
+    if colour:  # the colours divide the stacked boxes further than the creases alone
+        without = inference.predict_arrays(model, with_convex_split(cfg), arrays, "cpu")
+        assert len(without.scores) != len(expected.scores) or not torch.equal(without.masks, expected.masks)
     assert predict.main([str(root / "model_best.pth"), str(raw), "--device", "cpu", "--no-html",
                          "--out", str(root / "bad_convex"), "--split-convex", "200"]) == 2
 
 
 def test_export_takes_the_same_post_processing_options(both_paths):
-    """``lassm.export --split-radius/--split-convex`` override the checkpoint's post-processing as
-    ``predict``'s options do: the exported masks are the dataset path's with those config fields."""
+    """``lassm.export --split-radius/--split-convex/--split-colour`` override the checkpoint's
+    post-processing as ``predict``'s options do: the exported masks are the dataset path's with those
+    config fields."""
     from lassm.evaluate.export import main as export_main
     root, model, cfg = both_paths
     out = root / "bench_convex"
     common = [str(root / "model_best.pth"), "--split", "val", "--device", "cpu"]
-    assert export_main([*common, "--out", str(out), "--split-radius", "0.015", "--split-convex", "45"]) == 0
-    convex_cfg = with_convex_split(cfg)
+    assert export_main([*common, "--out", str(out), "--split-radius", "0.015", "--split-convex", "45",
+                        "--split-colour", "0.12"]) == 0
+    convex_cfg = with_convex_split(cfg, 0.12)
     expected = inference.predict_arrays(model, convex_cfg, dataset_arrays(convex_cfg, "learn22"), "cpu")
     lines = (out / "predictions" / "learn22.txt").read_text().splitlines()
     files = [np.loadtxt(out / "predictions" / line.split()[0], dtype=np.int64) for line in lines]

@@ -327,9 +327,17 @@ class PostprocessConfig:
     # touch; lassm.model.geometric_split.convex_segments), joints within this many degrees counting as
     # smooth; 0 = off (not in the reference)
     split_convex_degrees: float = 0.0
+    # with split_convex_degrees: a smooth joint that is not convex also needs the two superpoints' mean
+    # colours within this distance (RGB scaled to 0-1) to hold (convex_segments); 0 = off (not in the
+    # reference)
+    split_colour_cut: float = 0.0
 
     def __post_init__(self):
         check_positive(self, "model.postprocess", ("topk_insts",))
+        if self.split_colour_cut < 0 or (self.split_colour_cut > 0 and self.split_convex_degrees <= 0):
+            raise ValueError(f"model.postprocess.split_colour_cut: expected 0 (off) or a colour distance > 0 "
+                             f"with split_convex_degrees > 0 (it refines the convex division), got "
+                             f"{self.split_colour_cut} with split_convex_degrees {self.split_convex_degrees}")
         if self.split_mode not in ("cut", "partition"):
             raise ValueError(f"model.postprocess.split_mode: expected 'cut' or 'partition', "
                              f"got {self.split_mode!r}")

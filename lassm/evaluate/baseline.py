@@ -37,17 +37,19 @@ MIN_POINTS = 100  # smaller clusters are dropped (the evaluation ignores GT inst
 
 def baseline_prediction(coord: np.ndarray, thing_class: int, radius: float = RADIUS, height: float = HEIGHT,
                         min_points: int = MIN_POINTS, convex_degrees: float = 0.0,
-                        normal: np.ndarray | None = None, superpoint: np.ndarray | None = None
-                        ) -> SimpleNamespace:
+                        normal: np.ndarray | None = None, superpoint: np.ndarray | None = None,
+                        colour_cut: float = 0.0, colour: np.ndarray | None = None) -> SimpleNamespace:
     """The baseline's prediction for one scene, as ``evaluate_predictions`` reads it: one mask per
     cluster (:func:`lassm.model.geometric_split.euclidean_clusters`), score 1, class ``thing_class``
     (a train label). ``convex_degrees`` > 0: the clusters divided along concave creases first
-    (:func:`lassm.model.geometric_split.convex_segments`, which needs ``normal`` and ``superpoint``)."""
+    (:func:`lassm.model.geometric_split.convex_segments`, which needs ``normal`` and ``superpoint``; with
+    ``colour_cut`` > 0 also ``colour``, smooth concave joints between superpoints of different colour cut)."""
     cluster = euclidean_clusters(coord, radius, height, min_points)
     if convex_degrees > 0:
         if normal is None or superpoint is None:
             raise ValueError("convex_degrees: the convex division needs the scene's normals and superpoints")
-        cluster = convex_segments(coord, normal, superpoint, cluster, convex_degrees, min_points)
+        cluster = convex_segments(coord, normal, superpoint, cluster, convex_degrees, min_points,
+                                  colour=colour, colour_cut=colour_cut)
     count = int(cluster.max()) + 1
     masks = cluster[None, :] == np.arange(count)[:, None]
     return SimpleNamespace(masks=torch.as_tensor(masks), scores=torch.ones(count),
@@ -69,6 +71,8 @@ def baseline_split(root: str, split: str, preset_name: str = "tabletop", **param
     for i in range(len(dataset.scenes)):
         arrays = {k: v.numpy() for k, v in dataset[i].items() if torch.is_tensor(v)}
         extra = {"normal": arrays["normal"], "superpoint": arrays["superpoint"]} if convex else {}
+        if params.get("colour_cut", 0) > 0:
+            extra["colour"] = arrays["color"]
         predictions.append(baseline_prediction(arrays["coord"], thing, **params, **extra))
         scenes.append({"segment": arrays["segment"], "instance": arrays["instance"]})
     results = evaluate_predictions(predictions, scenes, data.class_names, data.stuff_classes)
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convex", type=float, default=0.0, metavar="DEGREES",
                         help="divide the clusters along concave creases first, joints within DEGREES "
                              "smooth (0 = off; the tabletop preset's partition uses 45)")
+    parser.add_argument("--colour-cut", type=float, default=0.0, metavar="DISTANCE",
+                        help="with --convex: smooth concave joints also need their superpoints' mean colours "
+                             "within DISTANCE (RGB 0-1) to hold (0 = off)")
     parser.add_argument("--sweep", action="store_true",
                         help="score radius 0.5-3 cm x height 0.5-2 cm (on a training split)")
     args = parser.parse_args(argv)
@@ -101,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{radius:.4f}  {height:.3f}  {scores}", flush=True)
         return 0
     results = baseline_split(args.root, args.split, args.preset, radius=args.radius, height=args.height,
-                             min_points=args.min_points, convex_degrees=args.convex)
+                             min_points=args.min_points, convex_degrees=args.convex,
+                             colour_cut=args.colour_cut)
     print(f"geometric baseline (radius {args.radius} m, height {args.height} m"
           + (f", convex division at {args.convex:g} degrees" if args.convex else "")
+          + (f", colour cut {args.colour_cut:g}" if args.colour_cut else "")
           + f"), {args.root}/{args.split}")
     names = [n for i, n in enumerate(results["class_names"]) if i not in results["stuff"]]
     print(InstanceEvaluator(names).format_table(results))

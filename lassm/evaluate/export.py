@@ -327,7 +327,8 @@ def _command(args) -> None:
         raise ValueError(f"--max-scenes: expected 0 (all) or a positive number, got {args.max_scenes}")
     model, cfg, info = open_model(args.checkpoint, args.preset, args.variant, args.device,
                                   trusted=args.trust_checkpoint)
-    override_split(cfg, args.split_radius, args.split_mode, args.split_convex)  # None keeps the checkpoint's
+    # None keeps the checkpoint's
+    override_split(cfg, args.split_radius, args.split_mode, args.split_convex, args.split_colour)
     print(info["summary"])  # which epoch, step and validation scores the checkpoint carries
     device = next(model.parameters()).device
     done = export_split(model, cfg, args.split, out, device, args.data_root, args.max_scenes, args.overwrite,

@@ -78,7 +78,8 @@ def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
 
 
 def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarray, cluster: np.ndarray,
-                    smooth_degrees: float, min_points: int = 1) -> np.ndarray:
+                    smooth_degrees: float, min_points: int = 1, colour: np.ndarray | None = None,
+                    colour_cut: float = 0.0) -> np.ndarray:
     """(N,) ``cluster`` divided along concave creases (ids 0..K-1, largest first; -1 where ``cluster`` is).
 
     Neighbouring superpoints (ADJACENT_PAIRS point pairs within ADJACENT) join when their joint is convex
@@ -87,9 +88,18 @@ def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarra
     normals lie within ``smooth_degrees``. Two objects that touch meet in a concave crease; one convex
     object has none. Segments of fewer than ``min_points`` points go to the nearest larger segment of their
     cluster (superpoint centres; a cluster with none stays whole). coord, normal: (N, 3) in one frame,
-    normals unit and facing the camera; superpoint, cluster: (N,) ids (cluster -1: table / dropped)."""
+    normals unit and facing the camera; superpoint, cluster: (N,) ids (cluster -1: table / dropped).
+
+    ``colour_cut`` > 0 (not in LCCP): a smooth joint that is not convex holds only where the two
+    superpoints' mean colours (``colour`` (N, 3) RGB 0-255, as the scenes store it) lie within
+    ``colour_cut`` of each other (Euclidean, RGB scaled to 0-1): two objects side by side whose faces meet
+    flush, or at a shallow concave angle, differ in colour far more often than one object's faces do. A
+    convex joint holds whatever the colours."""
     if not 0 < smooth_degrees < 180:
         raise ValueError(f"smooth_degrees: expected degrees in (0, 180), got {smooth_degrees!r}")
+    if colour_cut < 0 or (colour_cut > 0 and colour is None):
+        raise ValueError(f"colour_cut: expected 0 (off) or a colour distance > 0 with the points' colour, "
+                         f"got {colour_cut!r}{' without colour' if colour is None else ''}")
     coord, normal = np.asarray(coord, np.float64), np.asarray(normal, np.float64)
     if normal.shape != coord.shape:
         raise ValueError(f"normal: expected {coord.shape} (one per point), got {normal.shape}")
@@ -127,6 +137,14 @@ def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarra
     along[sine < SANITY_MIN_SINE] = 90.0  # nearly opposite normals (a thin wall's rim): no crossing line
     bend = np.degrees(np.arccos(cos))
     convex &= along >= SANITY_MAX_DEGREES / (1 + np.exp(-0.25 * (bend - 25.0)))
+    if colour_cut > 0:
+        colour = np.asarray(colour, np.float64)
+        if colour.shape != coord.shape:
+            raise ValueError(f"colour: expected {coord.shape} (RGB per point), got {colour.shape}")
+        mean_colour = np.zeros((num_sp, 3))
+        np.add.at(mean_colour, sp, colour[above] / 255.0)
+        mean_colour /= np.maximum(size, 1)[:, None]
+        smooth &= convex | (np.linalg.norm(mean_colour[a] - mean_colour[b], axis=1) < colour_cut)
     join = smooth | convex
     graph = coo_matrix((np.ones(int(join.sum()), np.int8), (a[join], b[join])), shape=(num_sp, num_sp))
     segment = connected_components(graph, directed=False)[1][superpoint]  # (N,) per point
@@ -243,7 +261,8 @@ def _undivided(sp_cluster: np.ndarray, whole: np.ndarray, superpoint: np.ndarray
 
 def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoint_thr: int = 100,
                        height: float = HEIGHT, share: float = PART_SHARE, join_share: float = JOIN_SHARE,
-                       normal: np.ndarray | None = None, convex_degrees: float = 0.0) -> Prediction:
+                       normal: np.ndarray | None = None, convex_degrees: float = 0.0,
+                       colour: np.ndarray | None = None, colour_cut: float = 0.0) -> Prediction:
     """Objects from the Euclidean clusters, divided where the model sees several (see the module doc).
 
     The masks are first cut along the clusters (:func:`split_prediction`); every superpoint then goes to
@@ -264,7 +283,9 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
 
     ``convex_degrees`` > 0: the clusters are first divided along concave creases (:func:`convex_segments`,
     joints within that many degrees smooth), so that objects touching each other, which no gap separates,
-    are apart before the masks are read; ``normal`` (N, 3), facing the camera, is then required."""
+    are apart before the masks are read; ``normal`` (N, 3), facing the camera, is then required, and
+    with ``colour_cut`` > 0 ``colour`` (N, 3): smooth concave joints between superpoints of different
+    colour are cut too (:func:`convex_segments`)."""
     cluster = euclidean_clusters(coord, radius, height, min_points=npoint_thr + 1)  # as masks: > npoint_thr
     euclidean = cluster
     superpoint = pred.superpoint.cpu().numpy()
@@ -273,7 +294,7 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
             raise ValueError("normal: the convex division of the clusters (convex_degrees > 0) needs the "
                              "scan's point normals")
         cluster = convex_segments(coord, normal, superpoint, cluster, convex_degrees,
-                                  min_points=npoint_thr + 1)
+                                  min_points=npoint_thr + 1, colour=colour, colour_cut=colour_cut)
     pieces = split_prediction(pred, coord, radius, npoint_thr, height, cluster=cluster)
     count = int(cluster.max()) + 1
     num_sp = pred.sp_masks.shape[1]

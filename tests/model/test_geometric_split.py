@@ -269,3 +269,49 @@ def test_partition_ends_with_the_cluster_the_convex_division_cut_whole():
     out = partition_clusters(pred, coord, radius=0.015, normal=normal, convex_degrees=45.0)
     assert out.scores.tolist() == pytest.approx([0.95, 0.9, UNDIVIDED_SCORE / 2])
     assert out.sp_masks.tolist()[2] == [True] * 32 and out.queries.tolist()[2] == -1
+
+
+def flush_boxes():
+    """Two 6 cm cubes side by side, 5 mm apart: their tops and their front faces flush (smooth joints that
+    are not convex, as where two touching objects meet); superpoints: A top, A front, B top, B front, with
+    normals facing the camera. Returns coord, normal, superpoint."""
+    parts = []
+    for x0 in (0.0, 0.065):
+        cube = block(x0)
+        parts += [(cube[:169], (0.0, 0.0, 1.0)), (cube[169:], (0.0, -1.0, 0.0))]
+    coord = np.concatenate([p for p, _ in parts])
+    normal = np.concatenate([np.tile(n, (len(p), 1)) for p, n in parts])
+    superpoint = np.concatenate([np.full(len(p), i) for i, (p, _) in enumerate(parts)])
+    return coord, normal, superpoint
+
+
+def test_convex_segments_cut_flush_faces_of_different_colour_and_keep_convex_edges():
+    coord, normal, superpoint = flush_boxes()
+    cluster = euclidean_clusters(coord, 0.015)
+    assert cluster.max() == 0  # no gap between them
+    plain = convex_segments(coord, normal, superpoint, cluster, smooth_degrees=45.0)
+    assert (plain == 0).all()  # flush faces are smooth: one segment
+    # A's top red and front blue (a convex edge between two colours holds), B all grey
+    colour = np.array([[200, 30, 30], [30, 30, 200], [128, 128, 128], [128, 128, 128]], np.uint8)[superpoint]
+    cut = convex_segments(coord, normal, superpoint, cluster, 45.0, colour=colour, colour_cut=0.1)
+    a = superpoint < 2
+    assert cut.max() == 1 and len(np.unique(cut[a])) == 1 and len(np.unique(cut[~a])) == 1
+    assert cut[a][0] != cut[~a][0]
+    same = convex_segments(coord, normal, superpoint, cluster, 45.0, colour=np.full_like(colour, 90),
+                           colour_cut=0.1)
+    assert (same == 0).all()  # one colour: nothing to cut
+    near = convex_segments(coord, normal, superpoint, cluster, 45.0, colour=colour, colour_cut=2.0)
+    assert (near == 0).all()  # every colour within the distance
+    with pytest.raises(ValueError, match="colour_cut"):
+        convex_segments(coord, normal, superpoint, cluster, 45.0, colour_cut=0.1)  # no colour
+    with pytest.raises(ValueError, match="colour"):
+        convex_segments(coord, normal, superpoint, cluster, 45.0, colour=colour[:5], colour_cut=0.1)
+    # through the partition: one mask over both boxes, each box whole once the colours divide them
+    pred = prediction([[True] * 4], [0.9], torch.as_tensor(superpoint))
+    whole = partition_clusters(pred, coord, 0.015, normal=normal, convex_degrees=45.0)
+    apart = partition_clusters(pred, coord, 0.015, normal=normal, convex_degrees=45.0, colour=colour,
+                               colour_cut=0.1)
+    assert len(whole.scores) == 1 and len(apart.scores) == 3  # A, B, and their union at half the mask
+    assert {tuple(m) for m in apart.masks.numpy()[:2]} == {tuple(a), tuple(~a)}
+    with pytest.raises(ValueError, match="split_colour_cut"):
+        preset("tabletop").model.postprocess.__class__(split_colour_cut=0.1)  # needs the convex division
