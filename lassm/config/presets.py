@@ -154,7 +154,8 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     clusters above the table, divided where the model's masks divide them (``model.postprocess``:
     ``split_radius`` 1.5 cm, ``split_mode`` "partition", :mod:`lassm.model.geometric_split`; not in the
     reference), the clusters first divided along concave creases, where objects touch
-    (``split_convex_degrees`` 45). Measured on our own data (README, "Real single-view scans"),
+    (``split_convex_degrees`` 45), and along flush or shallow joints between superpoints of different
+    colour (``split_colour_cut`` 0.12). Measured on our own data (README, "Real single-view scans"),
     synthetic frames alone did better than with the real learn scans mixed in or fine-tuned on
     afterwards, on the real validation scans and on synthetic clutter; to mix them in anyway set
     ``data.extra_train=('<real_root>/train',)`` and ``data.extra_train_loop=4``. The synthetic clutter
@@ -166,7 +167,7 @@ def tabletop(root: str = "data/tabletop", raw_root: str = "data/tabletop_raw", r
     cfg.augment.jitter_sigma = 0.002
     cfg.train.batch_size, cfg.train.lr, cfg.train.epochs, cfg.train.steps_per_epoch = 6, 2e-3, 30, 100
     cfg.model.postprocess.split_radius, cfg.model.postprocess.split_mode = 0.015, "partition"
-    cfg.model.postprocess.split_convex_degrees = 45.0
+    cfg.model.postprocess.split_convex_degrees, cfg.model.postprocess.split_colour_cut = 45.0, 0.12
     cfg.train.eval_interval, cfg.train.experiment = ((1, 1),), "tabletop"
     return cfg
 

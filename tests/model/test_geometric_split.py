@@ -90,8 +90,9 @@ def test_needs_superpoint_masks_and_matching_points(scene):
 def test_config_checks_the_radius_and_mode_and_the_tabletop_preset_partitions():
     post = preset("tabletop").model.postprocess
     assert post.split_radius == pytest.approx(0.015) and post.split_mode == "partition"
-    assert post.split_convex_degrees == pytest.approx(45.0)
+    assert post.split_convex_degrees == pytest.approx(45.0) and post.split_colour_cut == pytest.approx(0.12)
     assert preset("mosd").model.postprocess.split_convex_degrees == 0
+    assert preset("mosd").model.postprocess.split_colour_cut == 0
     assert preset("mosd").model.postprocess.split_radius == 0.0  # the reference's behaviour
     with pytest.raises(ValueError, match="split_radius"):
         post.__class__(split_radius=-0.01)
