@@ -47,6 +47,12 @@ SANITY_MAX_DEGREES = 60.0  # LCCP's sanity threshold for sharply bent joints (St
 SANITY_MIN_SINE = 0.2  # ... checked where the normals' crossing line is defined (sin of the bend above this)
 
 
+def _superpoint_sums(superpoint: np.ndarray, values: np.ndarray, num_sp: int) -> np.ndarray:
+    """(num_sp, C) the sum of ``values`` (N, C) over each superpoint's points (``superpoint`` (N,) ids)."""
+    return np.stack([np.bincount(superpoint, weights=values[:, k], minlength=num_sp)
+                     for k in range(values.shape[1])], axis=1)
+
+
 def euclidean_clusters(coord: np.ndarray, radius: float, height: float = HEIGHT,
                        min_points: int = 1) -> np.ndarray:
     """(N,) cluster id of each point (-1: table or a dropped cluster); ids 0..K-1, largest first.
@@ -111,11 +117,8 @@ def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarra
     num_sp = int(superpoint.max()) + 1
     sp = superpoint[above]
     size = np.bincount(sp, minlength=num_sp).astype(np.float64)
-    centre = np.zeros((num_sp, 3))
-    np.add.at(centre, sp, coord[above])
-    centre /= np.maximum(size, 1)[:, None]
-    mean_normal = np.zeros((num_sp, 3))
-    np.add.at(mean_normal, sp, normal[above])
+    centre = _superpoint_sums(sp, coord[above], num_sp) / np.maximum(size, 1)[:, None]
+    mean_normal = _superpoint_sums(sp, normal[above], num_sp)
     mean_normal /= np.maximum(np.linalg.norm(mean_normal, axis=1), 1e-9)[:, None]
     pairs = cKDTree(coord[above]).query_pairs(ADJACENT, output_type="ndarray")
     a, b = sp[pairs[:, 0]], sp[pairs[:, 1]]
@@ -141,9 +144,7 @@ def convex_segments(coord: np.ndarray, normal: np.ndarray, superpoint: np.ndarra
         colour = np.asarray(colour, np.float64)
         if colour.shape != coord.shape:
             raise ValueError(f"colour: expected {coord.shape} (RGB per point), got {colour.shape}")
-        mean_colour = np.zeros((num_sp, 3))
-        np.add.at(mean_colour, sp, colour[above] / 255.0)
-        mean_colour /= np.maximum(size, 1)[:, None]
+        mean_colour = _superpoint_sums(sp, colour[above] / 255.0, num_sp) / np.maximum(size, 1)[:, None]
         smooth &= convex | (np.linalg.norm(mean_colour[a] - mean_colour[b], axis=1) < colour_cut)
     join = smooth | convex
     graph = coo_matrix((np.ones(int(join.sum()), np.int8), (a[join], b[join])), shape=(num_sp, num_sp))
@@ -306,9 +307,7 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     # (S,) the best piece holding each superpoint (none at all when the model kept no mask)
     owner = np.where(masks.any(0), masks.argmax(0), -1) if len(masks) else np.full(num_sp, -1)
     scores, out = pieces.scores.cpu().numpy(), []  # out: (superpoint mask, score, piece or -1)
-    centre = np.zeros((num_sp, 3))
-    np.add.at(centre, superpoint, coord)
-    centre /= np.maximum(size, 1)[:, None]
+    centre = _superpoint_sums(superpoint, coord, num_sp) / np.maximum(size, 1)[:, None]
     whole = np.zeros(count, bool)  # clusters left undivided
     for c in range(count):
         inside = sp_cluster == c
