@@ -75,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--preset", default="scannet", help="model preset (scannet: 32-ch SpUNet, 400 queries)")
     m.add_argument("--variants", nargs="+", default=["-3", "-0"], help="as for decoder")
     m.add_argument("--modes", nargs="+", default=["train", "infer"],
-                   choices=["train", "infer", "infer-eager"],
-                   help="infer-eager: inference with the decoder layers op by op (per-layer times), "
-                        "not as a CUDA graph")
+                   choices=["train", "train-eager", "infer", "infer-eager"],
+                   help="train-eager / infer-eager: the decoder layers op by op (per-layer times), not as "
+                        "CUDA graphs")
     m.add_argument("--amp", default="fp16", choices=["bf16", "fp16", "off"],
                    help="autocast dtype (the authors timed fp16)")
     m.add_argument("--augment", action="store_true", help="train with the preset's augmentation "
@@ -244,11 +244,11 @@ def _model(args, parser) -> list[dict]:
     print(f"preset {args.preset}, amp {args.amp}, {_environment(args.device)}", flush=True)
     rows = []
     for t_layer in variants:
-        if "train" in args.modes:
+        for mode in [m for m in ("train-eager", "train") if m in args.modes]:
             rows.append(bm.bench_model_train(scenes, args.device, args.preset, t_layer, args.amp, args.repeat,
-                                             args.warmup, args.augment))
-            print(f"train -{t_layer}: {rows[-1]['total_ms']:.1f} ms/step, {rows[-1]['peak_mb']:,.0f} MB",
-                  flush=True)
+                                             args.warmup, args.augment, graphs=mode == "train"))
+            print(f"{rows[-1]['mode']} -{t_layer}: {rows[-1]['total_ms']:.1f} ms/step, "
+                  f"{rows[-1]['peak_mb']:,.0f} MB", flush=True)
         if "infer" in args.modes:
             rows.append(bm.bench_model_infer(scenes[0], args.device, args.preset, t_layer, args.amp,
                                              args.repeat, args.warmup))
@@ -269,9 +269,10 @@ def _print_profiles(args, scenes: list[dict], variants: tuple[int, ...]) -> None
 
     device = torch.device(args.device)
     for t_layer in variants:
-        if "train" in args.modes:
-            step = bm.TrainingStep(scenes, device, args.preset, t_layer, args.amp, args.augment)
-            print(f"\nprofile: training step -{t_layer}\n{bm.profile_table(step, device)}")
+        for mode in [m for m in ("train-eager", "train") if m in args.modes]:
+            step = bm.TrainingStep(scenes, device, args.preset, t_layer, args.amp, args.augment,
+                                   graphs=mode == "train")
+            print(f"\nprofile: training step -{t_layer} ({mode})\n{bm.profile_table(step, device)}")
             print(bm.format_sync_sites(bm.sync_sites(step, device)))
         cfg, model = bm.build_model(args.preset, t_layer, device, train=False)
         infer, _ = bm.inference_fn(model, cfg, scenes[0], device, amp_dtype(args.amp, device))

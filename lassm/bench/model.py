@@ -14,6 +14,10 @@ Both run the code the project itself runs: training is :class:`TrainingStep`, th
 - inference: data to the device, voxelisation, backbone, pooling, query init, head0, layers,
   post-processing to point masks.
 
+On a GPU the decoder's layers and heads run as CUDA graphs (``lassm.model.graphs``): one stage, "layers
+(CUDA graph)", in both modes, their backward inside ``backward`` in training. ``--modes train-eager`` and
+``infer-eager`` run them op by op instead, with per-layer times: the before and after of the graphs.
+
 Each stage time is the median over ``repeat`` runs of a run in which every stage boundary
 synchronises the GPU (:class:`lassm.bench.timing.StageTimer`), so stages are attributed honestly;
 ``other`` is what no stage covers. Because those synchronisations stall the CPU/GPU overlap, the
@@ -71,10 +75,12 @@ class TrainingStep:
     :meth:`load` (data: to device, augmentation, packing) and :meth:`optimise` apart."""
 
     def __init__(self, scenes: list[dict], device, preset_name: str, t_layer: int, amp: str,
-                 augmentation: bool):
+                 augmentation: bool, graphs: bool = True):
         self.device = torch.device(device)
         self.tensors = [bench_tensors(s) for s in scenes]  # (CPU) scene tensors, as the loader yields
         self.cfg, self.model = build_model(preset_name, t_layer, self.device, train=True)
+        if not graphs:  # the decoder's layers op by op in training (inference graphs unaffected)
+            self.model.decoder.cfg.train_graphs = 0
         self.cfg.train.amp = amp
         pipeline = augment.train_pipeline if augmentation else augment.val_pipeline
         self.pipeline = pipeline(self.cfg.augment)
@@ -137,12 +143,14 @@ def bench_train(scenes: list[dict], device: str = "cuda", preset_name: str = "sc
 
 def bench_model_train(scenes: list[dict], device, preset_name: str = "scannet", t_layer: int = 3,
                       amp: str = "fp16", repeat: int = 10, warmup: int = 2,
-                      augmentation: bool = False) -> dict:
-    """The training loop's step on the batch of ``scenes``: per-stage and end-to-end times, peak memory."""
+                      augmentation: bool = False, graphs: bool = True) -> dict:
+    """The training loop's step on the batch of ``scenes``: per-stage and end-to-end times, peak memory.
+    ``graphs=False`` runs the decoder layers op by op (``decoder.train_graphs = 0``), not as CUDA graphs."""
     device = torch.device(device)
-    step = TrainingStep(scenes, device, preset_name, t_layer, amp, augmentation)
+    step = TrainingStep(scenes, device, preset_name, t_layer, amp, augmentation, graphs)
     plain, timed, peak = stage_runs(step, device, repeat, warmup)
-    return {"mode": "train", "variant": f"-{t_layer}", "preset": preset_name,
+    return {"mode": "train" if graphs else "train (no graph)", "variant": f"-{t_layer}",
+            "preset": preset_name,
             "amp": str(step.amp_dtype or "fp32"), "augmentation": augmentation,
             "scenes": len(scenes), "points": sum(len(s["coord"]) for s in scenes),
             "voxels": step.voxels, "peak_mb": peak,
@@ -270,8 +278,9 @@ def profile_table(fn, device, rows: int = 30, sort: str = "cpu") -> str:
     events = prof.key_averages()
     launch_calls = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC")
     launches = sum(e.count for e in events if e.key in launch_calls)
+    graphs = sum(e.count for e in events if e.key == "cudaGraphLaunch")  # each replays a captured graph
     syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
-    return (f"kernel launches {launches}, stream synchronisations {syncs}\n"
+    return (f"kernel launches {launches}, CUDA graph launches {graphs}, stream synchronisations {syncs}\n"
             + events.table(sort_by=key, row_limit=rows))
 
 

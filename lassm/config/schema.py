@@ -220,9 +220,13 @@ class DecoderConfig:
     # "superpoints" reproduces the reference.
     centre_range: str = "points"
     use_kernels: bool = True  # Triton SSD scan and FPS, causal-conv1d, when importable on a GPU
-    # Inference on a GPU replays the layer stack as a CUDA graph per padded shape (lassm.model.graphs):
-    # the same arithmetic without ~1,000 kernel launches from Python; False runs it op by op.
+    # On a GPU the layer stack runs as CUDA graphs per padded shape (lassm.model.graphs): inference replays
+    # one graph, training a forward and a backward graph; the same arithmetic without thousands of kernel
+    # launches from Python. False runs it op by op.
     cuda_graphs: bool = True
+    # training: how many padded shapes stay captured (each keeps its activations on the GPU; least recently
+    # used shapes are dropped); 0 trains op by op (inference graphs unaffected)
+    train_graphs: int = 8
     # Ablation axes (06_ablations); the defaults are LaSSM as published.
     # query_init: "semantic_fps" (spec 6.2: FPS over the floor(alpha S) most confident superpoints),
     # "fps" (FPS over all superpoints, no semantic filter), "semantic_topk" (the num_query most confident).
@@ -256,6 +260,9 @@ class DecoderConfig:
             raise ValueError(f"decoder.alpha: expected a fraction in (0, 1], got {self.alpha}")
         check_positive(self, "decoder", ("num_query", "k", "d_model", "num_layers", "heads", "ssm_layers",
                                     "ffn_hidden", "d_state", "head_dim"))
+        if self.train_graphs < 0:
+            raise ValueError(f"decoder.train_graphs: expected a count of shapes >= 0, "
+                             f"got {self.train_graphs}")
         if self.serialization_grid <= 0:
             raise ValueError(f"decoder.serialization_grid: expected metres > 0, "
                              f"got {self.serialization_grid}")

@@ -71,6 +71,8 @@ class DecoderOutput(NamedTuple):
     padded: list[tuple[torch.Tensor, ...]] | None = None
     counts: list[int] | None = None
     sizes: list[int] | None = None
+    # the same stacked per field, (T, B, Q, ...), when the layers ran as a training CUDA graph, else None
+    stacked: tuple[torch.Tensor, ...] | None = None
 
 
 # ------------------------------------------------------------------------------- blocks
@@ -417,13 +419,17 @@ class LaSSMDecoder(nn.Module):
         unless ``centre_range == "superpoints"`` (the reference, spec 11.1.9)."""
         with stage(QUERY_INIT):
             prepared, sp_seg, select_idx = self.prepare(sp_feats, sp_coords, point_ranges)
-        batched = None
-        if self.cfg.cuda_graphs and not self.training and not torch.is_grad_enabled() \
-                and prepared.query.is_cuda:
-            from .graphs import graphed_layers  # inference only: CUDA graphs of the layer stack
+        batched = stacked = None
+        if self.cfg.cuda_graphs and prepared.query.is_cuda:
+            from .graphs import graphed_layers, graphed_training_layers  # CUDA graphs of the layer stack
 
             with stage(LAYERS_GRAPH):
-                batched = graphed_layers(self, prepared)
+                if not self.training and not torch.is_grad_enabled():
+                    batched = graphed_layers(self, prepared)
+                elif self.training and torch.is_grad_enabled():
+                    stacked = graphed_training_layers(self, prepared)  # forward and backward graphs
+            if stacked is not None:  # per stage, views of the stacked fields
+                batched = [tuple(field[t] for field in stacked) for t in range(len(stacked[0]))]
         if batched is None:
             # The curve tables serve every scene up to TABLE_DEPTH bits per axis without a host round trip
             # per layer; a device flag says whether some scene was deeper (or its positions not finite),
@@ -437,4 +443,4 @@ class LaSSMDecoder(nn.Module):
                         [centres[b, :q] for b, (q, _) in scenes], [positions[b, :q] for b, (q, _) in scenes],
                         [scores[0][b, :q] for b, (q, _) in scenes] if scores else None)
                   for logits, masks, centres, positions, *scores in batched]
-        return DecoderOutput(stages, sp_seg, select_idx, batched, prepared.counts, prepared.sizes)
+        return DecoderOutput(stages, sp_seg, select_idx, batched, prepared.counts, prepared.sizes, stacked)

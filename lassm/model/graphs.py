@@ -1,4 +1,5 @@
-"""CUDA graphs of the decoder's layer stack for inference (issue 9: inference is launch-bound).
+"""CUDA graphs of the decoder's layer stack: inference (issue 9) and training (issue 22); both are
+bound by kernel launches, not by the GPU's arithmetic.
 
 In eval mode the decoder's six layers and seven prediction heads are ~1,000 small kernels for one
 scene; launched from Python they cost far more CPU time than the GPU needs to run them. Here the
@@ -15,18 +16,30 @@ replayed: the same kernels on the same numbers, launched in one call.
 - Any failure to capture (an op that synchronises, an unsupported kernel) falls back to op by op,
   with one warning.
 
-``DecoderConfig.cuda_graphs = False`` turns this off; ``tests/model/test_gpu_paths.py`` compares the
-two on the GPU.
+Training (:func:`graphed_training_layers`) captures the same stack's forward *and* backward with
+torch's :func:`torch.cuda.make_graphed_callables`: the forward replays one graph, and autograd's
+backward node for it replays the other, giving the gradients of the queries, instance and mask features
+and of every parameter of the layers and the prediction head. Shapes are bucketed more coarsely than
+for inference (every graph holds its own activations for backward): queries and superpoints round up
+to multiples of 64 and 256 up to 1,024, then to steps of about 19 % (four per doubling); the
+``DecoderConfig.train_graphs`` most recently used shapes stay captured. The outputs come back stacked
+per field, (T, B, Q, ...), cut to the batch's largest scene, as the batched loss takes them.
+
+``DecoderConfig.cuda_graphs = False`` turns inference graphs off and ``train_graphs = 0`` training
+graphs; ``tests/model/test_gpu_paths.py`` compares each with running op by op on the GPU.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import warnings
 import weakref
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .serialize import table_only
 from .stages import paused
@@ -115,3 +128,123 @@ def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | None:
     if graph.overflow is not None and bool(graph.overflow):  # a scene deeper than the curve tables
         return None
     return outputs
+
+
+# ------------------------------------------------------------------------------- training
+
+_TRAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> OrderedDict{key: graphed}
+_TRAIN_FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose training capture failed
+
+
+def train_bucket(n: int, step: int) -> int:
+    """``n`` rounded up to a multiple of ``step`` up to 4 ``step`` (1,024 superpoints or 256 queries),
+    above that to the next of 2^(k/4) times 4 ``step``, itself rounded up to ``step``: at most ~19 % of
+    padding and four shapes per doubling, so a training run captures few graphs."""
+    if n <= 4 * step:
+        return step * max(1, math.ceil(n / step))
+    k = math.ceil(4 * math.log2(n / (4 * step)) - 1e-9)
+    return step * math.ceil(4 * 2 ** (k / 4))
+
+
+class _LayerStack(nn.Module):
+    """:meth:`LaSSMDecoder.run_layers` as a module whose parameters are exactly those it uses (the layers
+    and the prediction head), taking the padded inputs as tensors, returning each output field stacked
+    over the stages, (T, B, Q, ...), and the curve-table overflow flag."""
+
+    def __init__(self, decoder, reference_range: bool):
+        super().__init__()
+        self.layers, self.out_norm, self.out_cls, self.out_center = (
+            decoder.layers, decoder.out_norm, decoder.out_cls, decoder.out_center)
+        if decoder.cfg.use_score:
+            self.out_score = decoder.out_score
+        object.__setattr__(self, "decoder", decoder)  # not a submodule: its other parameters stay out
+        self.reference_range = reference_range
+
+    def forward(self, query, pos, inst_feats, mask_feats, coords, lo, hi, valid, sp_valid):
+        from .decoder import Prepared
+
+        p = Prepared(query, pos, inst_feats, mask_feats, coords, lo, hi, valid, sp_valid, [], [],
+                     self.reference_range)
+        with table_only() as flags:
+            stages = self.decoder.run_layers(p)
+        no_flag = torch.zeros((), dtype=torch.bool, device=query.device)
+        overflow = torch.stack(flags).any() if flags else no_flag
+        return (*(torch.stack(field) for field in zip(*stages, strict=True)), overflow)
+
+
+def capture_stack(decoder, reference_range: bool, sample: tuple[torch.Tensor, ...]):
+    """Forward and backward graphs of :class:`_LayerStack` for inputs shaped as ``sample``; returns the
+    callable that replays them, taking the inputs and giving the stacked outputs and the overflow flag.
+
+    The parameters enter the graphs as arguments, captured against aliases of them (the same memory, new
+    autograd leaves), and are passed themselves at every call: their gradients then flow into ``.grad``
+    as any others do, through DistributedDataParallel's hooks too. Captured against the parameters
+    themselves, the capture fails under DDP, which keeps their gradient accumulators alive on the default
+    stream (torch's AccumulateGrad stream warning).
+    """
+    stack = _LayerStack(decoder, reference_range)
+    names, params = zip(*stack.named_parameters(), strict=True)
+    count = len(sample)
+
+    def run(*args):  # the inputs, then the parameters
+        return torch.func.functional_call(stack, dict(zip(names, args[count:], strict=True)), args[:count])
+
+    aliases = tuple(q.detach().requires_grad_(q.requires_grad) for q in params)
+    graphed = torch.cuda.make_graphed_callables(run, sample + aliases, allow_unused_input=True)
+    return lambda *inputs: graphed(*inputs, *params)
+
+
+def training_inputs(p, num_query: int, num_sp: int) -> tuple[torch.Tensor, ...]:
+    """The decoder's ``Prepared`` ``p`` padded to ``num_query`` queries and ``num_sp`` superpoints, as the
+    tensors :class:`_LayerStack` takes (padding differentiably: the gradients reach ``p``'s tensors);
+    padding rows are zeros and False in the masks, exactly as for scenes smaller than the largest."""
+    num_scenes, q, _ = p.query.shape
+    s = p.inst_feats.shape[1]
+    device = p.query.device
+
+    def pad(t, rows):  # (B, n, ...) -> (B, rows, ...)
+        return F.pad(t, (0, 0) * (t.dim() - 2) + (0, rows - t.shape[1]))
+
+    valid = torch.ones(num_scenes, q, dtype=torch.bool, device=device) if p.valid is None else p.valid
+    sp_valid = (torch.ones(num_scenes, s, dtype=torch.bool, device=device) if p.sp_valid is None
+                else p.sp_valid)
+    return (pad(p.query, num_query), pad(p.pos, num_query), pad(p.inst_feats, num_sp),
+            pad(p.mask_feats, num_sp), pad(p.coords, num_sp), p.lo, p.hi, pad(valid, num_query),
+            pad(sp_valid, num_sp))
+
+
+def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | None:
+    """The layer stack of a training step through cached forward and backward CUDA graphs: (logits, masks,
+    centres, positions[, scores]), each (T, B, Q, ...) with Q and S those of the batch's largest scene;
+    None when graphs cannot be used here (capture failed once; a scene deeper than the curve tables)."""
+    limit = decoder.cfg.train_graphs
+    if decoder in _TRAIN_FAILED or limit <= 0:
+        return None
+    num_query, num_sp = p.query.shape[1], p.inst_feats.shape[1]
+    padded_query = train_bucket(num_query, 64)
+    if num_query <= decoder.cfg.num_query:  # the usual count (every scene sampled to num_query): exact
+        padded_query = min(padded_query, decoder.cfg.num_query)
+    inputs = training_inputs(p, padded_query, train_bucket(num_sp, 256))
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+    key = (tuple(tuple(t.shape) for t in inputs[:5]), tuple(t.requires_grad for t in inputs[:5]),
+           p.query.dtype, dtype, p.reference_range)
+    cache = _TRAIN.setdefault(decoder, collections.OrderedDict())
+    try:
+        if key not in cache:
+            while len(cache) >= limit:
+                cache.popitem(last=False)  # the least recently used shape: its graphs and memory go
+            sample = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)
+            with paused(), _autocast(dtype):
+                cache[key] = capture_stack(decoder, p.reference_range, sample)
+        cache.move_to_end(key)
+        *fields, overflow = cache[key](*inputs)
+    except Exception as err:  # noqa: BLE001 - any capture problem: fall back, the results stay right
+        _TRAIN_FAILED.add(decoder)
+        cache.clear()
+        warnings.warn(f"CUDA graphs of the training decoder failed ({type(err).__name__}: {err}); running "
+                      "its layers op by op", stacklevel=2)
+        return None
+    if bool(overflow):  # a scene deeper than the curve tables: the exact path instead
+        return None
+    logits, masks, *rest = fields  # masks (T, B, Q, S); the others (T, B, Q[, ...])
+    return (logits[:, :, :num_query], masks[:, :, :num_query, :num_sp], *(f[:, :, :num_query] for f in rest))

@@ -27,7 +27,7 @@ from .backbone import build_backbone
 from .batched import unique_per_scene
 from .criterion import build_batch_targets, criterion
 from .decoder import DecoderOutput, LaSSMDecoder
-from .losses import stack_stages
+from .losses import stack_stages, stacked_stages
 from .postprocess import Prediction, point_semantics, predict_instances
 from .stages import BACKBONE, LOSSES, POOLING, POSTPROCESS, TARGETS, stage
 
@@ -148,7 +148,8 @@ class LaSSM(nn.Module):
             with stage(TARGETS):
                 targets = self.targets(batch, scenes, bounds)
             with stage(LOSSES):
-                padded = stack_stages(out.padded, out.counts, out.sizes)  # (T, B, Q, ...) stages
+                padded = (stack_stages(out.padded, out.counts, out.sizes) if out.stacked is None
+                          else stacked_stages(out.stacked, out.counts, out.sizes))  # (T, B, Q, ...) stages
                 losses = criterion(out.stages, out.sp_seg, targets, self.cfg.criterion, padded)
         return ModelOutput(out, scenes, losses)
 

@@ -45,6 +45,14 @@ def stack_stages(stages: list[tuple[torch.Tensor, ...]], counts: list[int], size
     return PaddedStages(logits, masks, centres, counts, sizes, scores)
 
 
+def stacked_stages(fields: list[torch.Tensor] | tuple[torch.Tensor, ...], counts: list[int], sizes: list[int]
+                   ) -> PaddedStages:
+    """:class:`PaddedStages` from the stages already stacked per field: (logits, masks, centres, positions[,
+    scores]), each (T, B, Q, ...), as the decoder's training CUDA graph returns them (no copy)."""
+    logits, masks, centres = fields[:3]
+    return PaddedStages(logits, masks, centres, counts, sizes, fields[4] if len(fields) > 4 else None)
+
+
 def pad_stages(labels: list[list[torch.Tensor]], masks: list[list[torch.Tensor]],
                centres: list[list[torch.Tensor]], scores: list[list[torch.Tensor]] | None = None
                ) -> PaddedStages:

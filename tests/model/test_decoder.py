@@ -288,3 +288,49 @@ def test_batch_query_selection_equals_each_scene_alone(mode):
         assert torch.equal(chosen, select_queries(seg, xyz, 0.8, 20, mode=mode))
         assert len(torch.unique(chosen)) == len(chosen)
     assert len(together[2]) < 20 if mode != "semantic_topk" else len(together[2]) == 20  # duplicates dropped
+
+
+@pytest.mark.parametrize("t_layer,use_score", [(2, False), (1, True)])
+def test_training_graph_padding_changes_no_output_and_no_gradient(t_layer, use_score):
+    """The training CUDA graph runs the layer stack on inputs padded beyond the batch's largest scene (more
+    queries and superpoints, zeros masked off; lassm.model.graphs). The same module on the CPU, op by op:
+    its outputs cut back to the real sizes, and the gradients of every input and parameter, equal the
+    unpadded stack's."""
+    from lassm.model.graphs import _LayerStack, train_bucket, training_inputs
+
+    torch.manual_seed(1)
+    cfg = small_cfg(num_layers=3, t_layer=t_layer, stable_order=True, num_query=12, use_score=use_score)
+    dec = LaSSMDecoder(cfg, in_channels=8, num_classes=3).train()
+    sizes = (40, 9, 33)  # scene 1 has 9 queries, the others 12
+    feats = [torch.randn(n, 8) for n in sizes]
+    coords = [torch.rand(n, 3) * torch.tensor([6.0, 4.0, 2.5]) for n in sizes]
+    prepared, _, _ = dec.prepare(feats, coords, [(c.min(0).values, c.max(0).values) for c in coords])
+    stack = _LayerStack(dec, prepared.reference_range)
+    num_query, num_sp = prepared.query.shape[1], prepared.inst_feats.shape[1]
+    assert (num_query, num_sp) == (12, 40) and train_bucket(num_sp, 256) == 256
+    weights = None
+    results = []
+    for pad_q, pad_s in ((num_query, num_sp), (train_bucket(num_query, 64), train_bucket(num_sp, 256))):
+        leaves = [t.detach().requires_grad_()
+                  for t in (prepared.query, prepared.inst_feats, prepared.mask_feats)]
+        p = prepared._replace(query=leaves[0], inst_feats=leaves[1], mask_feats=leaves[2])
+        *fields, overflow = stack(*training_inputs(p, pad_q, pad_s))
+        assert fields[1].shape[2:] == (pad_q, pad_s) and not overflow
+        cut = [f[:, :, :num_query, :num_sp] if i == 1 else f[:, :, :num_query] for i, f in enumerate(fields)]
+        if weights is None:
+            weights = [torch.randn_like(f) for f in cut]
+        # what the loss sees: the real rows only (padding rows would be ignored by the loss as well)
+        valid = training_inputs(prepared, num_query, num_sp)[7][None, :, :]  # (1, B, Q)
+        loss = sum(((f * w).reshape(*f.shape[:3], -1).sum(-1) * valid).sum()
+                   for f, w in zip(cut, weights, strict=True))
+        grads = torch.autograd.grad(loss, [*leaves, *stack.parameters()], allow_unused=True)
+        results.append(([f.detach() for f in cut], grads))
+    (out_a, grad_a), (out_b, grad_b) = results
+    for a, b in zip(out_a, out_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float rounding of other shapes
+    assert len(out_a) == 5 if use_score else len(out_a) == 4
+    for a, b in zip(grad_a, grad_b, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert sum(g is not None for g in grad_a) > 10
