@@ -419,17 +419,22 @@ class LaSSMDecoder(nn.Module):
         unless ``centre_range == "superpoints"`` (the reference, spec 11.1.9)."""
         with stage(QUERY_INIT):
             prepared, sp_seg, select_idx = self.prepare(sp_feats, sp_coords, point_ranges)
-        batched = stacked = None
+        batched = stacked = graphed = None
         if self.cfg.cuda_graphs and prepared.query.is_cuda:
-            from .graphs import graphed_layers, graphed_training_layers  # CUDA graphs of the layer stack
+            from .graphs import DEEPER, graphed_layers, graphed_training_layers  # CUDA graphs of the stack
 
             with stage(LAYERS_GRAPH):
                 if not self.training and not torch.is_grad_enabled():
-                    batched = graphed_layers(self, prepared)
+                    graphed = graphed_layers(self, prepared)
                 elif self.training and torch.is_grad_enabled():
-                    stacked = graphed_training_layers(self, prepared)  # forward and backward graphs
-            if stacked is not None:  # per stage, views of the stacked fields
+                    graphed = graphed_training_layers(self, prepared)  # forward and backward graphs
+            if isinstance(graphed, str) and graphed == DEEPER:  # deeper than the curve tables: exact path
+                batched = self.run_layers(prepared)
+            elif graphed is not None and self.training:  # per stage, views of the stacked fields
+                stacked = graphed
                 batched = [tuple(field[t] for field in stacked) for t in range(len(stacked[0]))]
+            else:
+                batched = graphed
         if batched is None:
             # The curve tables serve every scene up to TABLE_DEPTH bits per axis without a host round trip
             # per layer; a device flag says whether some scene was deeper (or its positions not finite),

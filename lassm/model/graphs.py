@@ -45,6 +45,9 @@ from .serialize import table_only
 from .stages import paused
 
 BUCKET = 256  # superpoints are padded up to a multiple of this
+# what the graphed stacks return when some scene was deeper than the curve tables: the caller then runs the
+# layers on the exact path directly (the table path op by op would only find the same overflow again)
+DEEPER = "deeper than the curve tables"
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> {shape key: _Graph}
 _FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose capture failed: they run op by op
 
@@ -106,8 +109,9 @@ def _padded(p):
                       valid=valid, sp_valid=sp_valid)
 
 
-def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | None:
-    """:meth:`LaSSMDecoder.run_layers` through a cached CUDA graph; None when it cannot be used."""
+def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | str | None:
+    """:meth:`LaSSMDecoder.run_layers` through a cached CUDA graph; None when it cannot be used, DEEPER when
+    a scene was deeper than the curve tables."""
     if decoder in _FAILED:
         return None
     p = _padded(p)
@@ -126,7 +130,7 @@ def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | None:
                       "op by op", stacklevel=2)
         return None
     if graph.overflow is not None and bool(graph.overflow):  # a scene deeper than the curve tables
-        return None
+        return DEEPER
     return outputs
 
 
@@ -213,10 +217,11 @@ def training_inputs(p, num_query: int, num_sp: int) -> tuple[torch.Tensor, ...]:
             pad(sp_valid, num_sp))
 
 
-def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | None:
+def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | str | None:
     """The layer stack of a training step through cached forward and backward CUDA graphs: (logits, masks,
     centres, positions[, scores]), each (T, B, Q, ...) with Q and S those of the batch's largest scene;
-    None when graphs cannot be used here (capture failed once; a scene deeper than the curve tables)."""
+    None when graphs cannot be used here (capture failed once), DEEPER when a scene was deeper than the
+    curve tables."""
     limit = decoder.cfg.train_graphs
     if decoder in _TRAIN_FAILED or limit <= 0:
         return None
@@ -245,6 +250,6 @@ def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | None:
                       "its layers op by op", stacklevel=2)
         return None
     if bool(overflow):  # a scene deeper than the curve tables: the exact path instead
-        return None
+        return DEEPER
     logits, masks, *rest = fields  # masks (T, B, Q, S); the others (T, B, Q[, ...])
     return (logits[:, :, :num_query], masks[:, :, :num_query, :num_sp], *(f[:, :, :num_query] for f in rest))

@@ -241,6 +241,30 @@ def test_training_graph_replays_new_inputs_as_the_stack_runs_them_op_by_op():
 
 
 @cuda
+@pytest.mark.parametrize("training", [False, True])
+def test_a_scene_deeper_than_the_curve_tables_runs_the_exact_path_once(training, monkeypatch):
+    """A scene over 64 m across (deeper than the curve tables): the graph flags it and the layers run once
+    more, on the exact path (not the table path first, which would only flag it again); the result is
+    the exact path's."""
+    torch.manual_seed(0)
+    dec = LaSSMDecoder(DecoderConfig(t_layer=3), in_channels=32, num_classes=18).cuda().train(training)
+    feats = [torch.randn(1500, 32, device="cuda")]
+    coords = [torch.rand(1500, 3, device="cuda") * torch.tensor([150.0, 6.0, 3.0], device="cuda")]
+    with torch.set_grad_enabled(training):
+        dec(feats, coords)  # captures the graph(s) of this shape
+        calls, run_layers = [], dec.run_layers
+        monkeypatch.setattr(dec, "run_layers", lambda p: calls.append(1) or run_layers(p))
+        graphed = dec(feats, coords)
+        assert len(calls) == 1 and graphed.stacked is None
+        dec.cfg.cuda_graphs = False
+        eager = dec(feats, coords)  # op by op: the table path, flagged, then the exact path
+        assert len(calls) == 3
+    for a, b in zip(graphed.stages, eager.stages, strict=True):
+        assert all(rel(x.float(), y.float()) < 1e-5 for x, y in zip(a.masks + a.labels, b.masks + b.labels,
+                                                                    strict=True))
+
+
+@cuda
 def test_training_losses_on_the_gpu_match_the_cpu():
     """The whole training forward (backbone, pooling, decoder with its curve tables, targets, matching,
     losses) on a GPU equals the CPU's on the same packed batch; backward reaches every parameter."""
