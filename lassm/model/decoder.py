@@ -419,20 +419,16 @@ class LaSSMDecoder(nn.Module):
         unless ``centre_range == "superpoints"`` (the reference, spec 11.1.9)."""
         with stage(QUERY_INIT):
             prepared, sp_seg, select_idx = self.prepare(sp_feats, sp_coords, point_ranges)
-        batched = stacked = graphed = None
+        batched = stacked = None
         if self.cfg.cuda_graphs and prepared.query.is_cuda:
-            from .graphs import DEEPER, graphed_layers, graphed_training_layers  # CUDA graphs of the stack
+            from .graphs import DEEPER, run_graphed  # CUDA graphs of the layer stack
 
             with stage(LAYERS_GRAPH):
-                if not self.training and not torch.is_grad_enabled():
-                    graphed = graphed_layers(self, prepared)
-                elif self.training and torch.is_grad_enabled():
-                    graphed = graphed_training_layers(self, prepared)  # forward and backward graphs
+                graphed = run_graphed(self, prepared)
             if isinstance(graphed, str) and graphed == DEEPER:  # deeper than the curve tables: exact path
                 batched = self.run_layers(prepared)
-            elif graphed is not None and self.training:  # per stage, views of the stacked fields
-                stacked = graphed
-                batched = [tuple(field[t] for field in stacked) for t in range(len(stacked[0]))]
+            elif isinstance(graphed, tuple):  # training: the stacked fields; per stage, views of them
+                stacked, batched = graphed, [tuple(f[t] for f in graphed) for t in range(len(graphed[0]))]
             else:
                 batched = graphed
         if batched is None:

@@ -88,6 +88,18 @@ class _Graph:
         return [tuple(t.clone() for t in stage) for stage in self.outputs]
 
 
+def run_graphed(decoder, p):
+    """The decoder's layer stack on ``p`` (a ``Prepared`` on a GPU) through CUDA graphs: in eval mode without
+    gradients :func:`graphed_layers` (a list per stage), in training with gradients
+    :func:`graphed_training_layers` (a tuple of stacked fields); None where neither applies or a capture
+    failed, DEEPER when a scene was deeper than the curve tables."""
+    if not decoder.training and not torch.is_grad_enabled():
+        return graphed_layers(decoder, p)
+    if decoder.training and torch.is_grad_enabled():
+        return graphed_training_layers(decoder, p)
+    return None
+
+
 def _padded(p):
     """``p`` (a decoder ``Prepared``) as the graph's static inputs want it: masks always present, S padded
     to the bucket."""
@@ -136,6 +148,7 @@ def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | str | None:
 
 # ------------------------------------------------------------------------------- training
 
+_INPUTS = ("query", "pos", "inst_feats", "mask_feats", "coords", "lo", "hi", "valid", "sp_valid")
 _TRAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> OrderedDict{key: graphed}
 _TRAIN_FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose training capture failed
 
@@ -155,20 +168,19 @@ class _LayerStack(nn.Module):
     and the prediction head), taking the padded inputs as tensors, returning each output field stacked
     over the stages, (T, B, Q, ...), and the curve-table overflow flag."""
 
-    def __init__(self, decoder, reference_range: bool):
+    def __init__(self, decoder, prepared):
         super().__init__()
         self.layers, self.out_norm, self.out_cls, self.out_center = (
             decoder.layers, decoder.out_norm, decoder.out_cls, decoder.out_center)
         if decoder.cfg.use_score:
             self.out_score = decoder.out_score
         object.__setattr__(self, "decoder", decoder)  # not a submodule: its other parameters stay out
-        self.reference_range = reference_range
+        # the decoder's Prepared with no tensors in it: forward fills in the padded ones
+        self.template = prepared._replace(**{name: None for name in _INPUTS}, counts=[], sizes=[])
 
     def forward(self, query, pos, inst_feats, mask_feats, coords, lo, hi, valid, sp_valid):
-        from .decoder import Prepared
-
-        p = Prepared(query, pos, inst_feats, mask_feats, coords, lo, hi, valid, sp_valid, [], [],
-                     self.reference_range)
+        p = self.template._replace(query=query, pos=pos, inst_feats=inst_feats, mask_feats=mask_feats,
+                                   coords=coords, lo=lo, hi=hi, valid=valid, sp_valid=sp_valid)
         with table_only() as flags:
             stages = self.decoder.run_layers(p)
         no_flag = torch.zeros((), dtype=torch.bool, device=query.device)
@@ -176,9 +188,10 @@ class _LayerStack(nn.Module):
         return (*(torch.stack(field) for field in zip(*stages, strict=True)), overflow)
 
 
-def capture_stack(decoder, reference_range: bool, sample: tuple[torch.Tensor, ...]):
-    """Forward and backward graphs of :class:`_LayerStack` for inputs shaped as ``sample``; returns the
-    callable that replays them, taking the inputs and giving the stacked outputs and the overflow flag.
+def capture_stack(decoder, prepared, sample: tuple[torch.Tensor, ...]):
+    """Forward and backward graphs of :class:`_LayerStack` for inputs shaped as ``sample`` (``prepared``: the
+    decoder's ``Prepared`` they come from); returns the callable that replays them, taking the inputs and
+    giving the stacked outputs and the overflow flag.
 
     The parameters enter the graphs as arguments, captured against aliases of them (the same memory, new
     autograd leaves), and are passed themselves at every call: their gradients then flow into ``.grad``
@@ -186,7 +199,7 @@ def capture_stack(decoder, reference_range: bool, sample: tuple[torch.Tensor, ..
     themselves, the capture fails under DDP, which keeps their gradient accumulators alive on the default
     stream (torch's AccumulateGrad stream warning).
     """
-    stack = _LayerStack(decoder, reference_range)
+    stack = _LayerStack(decoder, prepared)
     names, params = zip(*stack.named_parameters(), strict=True)
     count = len(sample)
 
@@ -240,7 +253,7 @@ def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | str | None
                 cache.popitem(last=False)  # the least recently used shape: its graphs and memory go
             sample = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)
             with paused(), _autocast(dtype):
-                cache[key] = capture_stack(decoder, p.reference_range, sample)
+                cache[key] = capture_stack(decoder, p, sample)
         cache.move_to_end(key)
         *fields, overflow = cache[key](*inputs)
     except Exception as err:  # noqa: BLE001 - any capture problem: fall back, the results stay right

@@ -305,7 +305,7 @@ def test_training_graph_padding_changes_no_output_and_no_gradient(t_layer, use_s
     feats = [torch.randn(n, 8) for n in sizes]
     coords = [torch.rand(n, 3) * torch.tensor([6.0, 4.0, 2.5]) for n in sizes]
     prepared, _, _ = dec.prepare(feats, coords, [(c.min(0).values, c.max(0).values) for c in coords])
-    stack = _LayerStack(dec, prepared.reference_range)
+    stack = _LayerStack(dec, prepared)
     num_query, num_sp = prepared.query.shape[1], prepared.inst_feats.shape[1]
     assert (num_query, num_sp) == (12, 40) and train_bucket(num_sp, 256) == 256
     weights = None

@@ -218,11 +218,12 @@ def test_training_graph_replays_new_inputs_as_the_stack_runs_them_op_by_op():
         coords = [torch.rand(n, 3, device="cuda") * room for n in sizes]
         prepared, _, _ = dec.prepare(feats, coords, [(c.min(0).values, c.max(0).values) for c in coords])
         inputs = graphs.training_inputs(prepared, 400, 1792)
-        return tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)
+        return prepared, tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)
 
-    stack = graphs._LayerStack(dec, False)
-    graphed = graphs.capture_stack(dec, False, padded_inputs((1500, 1690)))
-    new = padded_inputs((1460, 1700))
+    first, sample = padded_inputs((1500, 1690))
+    stack = graphs._LayerStack(dec, first)
+    graphed = graphs.capture_stack(dec, first, sample)
+    _, new = padded_inputs((1460, 1700))
     weights = None
     runs = []
     for fn in (graphed, stack):
