@@ -22,7 +22,8 @@ backward node for it replays the other, giving the gradients of the queries, ins
 and of every parameter of the layers and the prediction head. Shapes are bucketed more coarsely than
 for inference (every graph holds its own activations for backward): queries and superpoints round up
 to multiples of 64 and 256 up to 1,024, then to steps of about 19 % (four per doubling); the
-``DecoderConfig.train_graphs`` most recently used shapes stay captured. The outputs come back stacked
+``DecoderConfig.train_graphs`` most recently used shapes stay captured, and after ``CAPTURE_BUDGET``
+times that many captures, shapes not in the cache run op by op. The outputs come back stacked
 per field, (T, B, Q, ...), cut to the batch's largest scene, as the batched loss takes them.
 
 ``DecoderConfig.cuda_graphs = False`` turns inference graphs off and ``train_graphs = 0`` training
@@ -151,6 +152,8 @@ def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | str | None:
 _INPUTS = ("query", "pos", "inst_feats", "mask_feats", "coords", "lo", "hi", "valid", "sp_valid")
 _TRAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> OrderedDict{key: graphed}
 _TRAIN_FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose training capture failed
+_CAPTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> training captures so far
+CAPTURE_BUDGET = 4  # times train_graphs: after that many captures, new shapes run op by op (no thrashing)
 
 
 def train_bucket(n: int, step: int) -> int:
@@ -247,8 +250,15 @@ def graphed_training_layers(decoder, p) -> tuple[torch.Tensor, ...] | str | None
     key = (tuple(tuple(t.shape) for t in inputs[:5]), tuple(t.requires_grad for t in inputs[:5]),
            p.query.dtype, dtype, p.reference_range)
     cache = _TRAIN.setdefault(decoder, collections.OrderedDict())
+    if key not in cache and _CAPTURES.get(decoder, 0) >= CAPTURE_BUDGET * limit:
+        return None  # shapes keep changing beyond the cache: captures would cost more than they save
     try:
         if key not in cache:
+            _CAPTURES[decoder] = _CAPTURES.get(decoder, 0) + 1
+            if _CAPTURES[decoder] == CAPTURE_BUDGET * limit:
+                warnings.warn(f"CUDA graphs of the training decoder: {_CAPTURES[decoder]} shapes captured; "
+                              "further new shapes run op by op (raise model.decoder.train_graphs to keep "
+                              "more)", stacklevel=2)
             while len(cache) >= limit:
                 cache.popitem(last=False)  # the least recently used shape: its graphs and memory go
             sample = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)

@@ -203,6 +203,31 @@ def test_training_cuda_graphs_match_op_by_op(amp):
 
 
 @cuda
+def test_training_graphs_stop_capturing_once_shapes_keep_changing():
+    """With one shape kept (train_graphs=1), every new shape evicts the last; after CAPTURE_BUDGET captures,
+    a new shape runs op by op and a cached one still replays."""
+    from lassm.model import graphs
+
+    torch.manual_seed(2)
+    dec = LaSSMDecoder(DecoderConfig(t_layer=3, train_graphs=1), in_channels=32, num_classes=18)
+    dec = dec.cuda().train()
+
+    def step(num_sp):
+        feats, coords = [torch.randn(num_sp, 32, device="cuda")], [torch.rand(num_sp, 3, device="cuda") * 5]
+        out = dec(feats, coords)
+        out.stages[-1].masks[0].float().sum().backward()
+        return out.stacked is not None
+
+    sizes = [600 + 256 * i for i in range(graphs.CAPTURE_BUDGET)]  # each its own bucket
+    assert all(step(n) for n in sizes[:-1])
+    with pytest.warns(UserWarning, match="further new shapes run op by op"):
+        assert step(sizes[-1])
+    assert len(graphs._TRAIN[dec]) == 1 and graphs._CAPTURES[dec] == graphs.CAPTURE_BUDGET
+    assert not step(sizes[0])  # evicted, and no captures left: op by op
+    assert step(sizes[-1])  # the cached shape still replays
+
+
+@cuda
 def test_training_graph_replays_new_inputs_as_the_stack_runs_them_op_by_op():
     """The training graph, captured on one batch and replayed on another of the same padded shape, gives
     what the same padded layer stack computes op by op on that batch: forward outputs and every gradient
