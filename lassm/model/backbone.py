@@ -38,14 +38,22 @@ def batch_ids(offset: torch.Tensor, ends: list[int] | None = None) -> torch.Tens
                                    torch.diff(offset, prepend=offset.new_zeros(1)), output_size=ends[-1])
 
 
-def _voxels(feat, grid_coord, offset, spatial_shape, backend) -> SparseTensor:
-    ends = offset.tolist()  # the one host copy of the offsets
-    if grid_coord.shape[0] != ends[-1]:
-        raise ValueError(f"offset: last entry {ends[-1]} != number of voxels {grid_coord.shape[0]}")
+def _voxels(feat, grid_coord, offset, shape_of, backend) -> SparseTensor:
+    """The backbone's input SparseTensor; ``shape_of`` maps the grid's per-axis maximum (host ints) to the
+    spatial shape. The offsets and the grid's bounds reach the host in one copy, and the bounds are handed
+    on, so that ``from_voxels`` needs no copy of its own for them."""
     if grid_coord.dim() != 2 or grid_coord.shape[1] != 3:
         raise ValueError(f"grid_coord: expected shape (N, 3), got {tuple(grid_coord.shape)}")
+    if grid_coord.shape[0] == 0:
+        raise ValueError("grid_coord: empty batch (no voxels)")
+    host = torch.cat([offset.reshape(-1).long(), grid_coord.min(0).values.long(),
+                      grid_coord.max(0).values.long()]).tolist()  # the one host copy
+    ends, lo, hi = host[:-6], host[-6:-3], host[-3:]
+    if grid_coord.shape[0] != ends[-1]:
+        raise ValueError(f"offset: last entry {ends[-1]} != number of voxels {grid_coord.shape[0]}")
     coords = torch.cat([batch_ids(offset, ends).view(-1, 1).to(grid_coord.dtype), grid_coord], 1)
-    return SparseTensor.from_voxels(feat, coords, spatial_shape, len(offset), backend)
+    bounds = ([0, *lo], [len(ends) - 1, *hi])  # every scene has a voxel (batch_ids checked it)
+    return SparseTensor.from_voxels(feat, coords, shape_of(hi), len(ends), backend, bounds=bounds)
 
 
 # ------------------------------------------------------------------------------ SpUNet-v2m1
@@ -134,8 +142,8 @@ class SpUNet(nn.Module):
     def forward(self, feat: torch.Tensor, grid_coord: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """(N, C_in) features, (N, 3) grid coordinates, (B,) offsets -> (N, base) features."""
         # the reference's grid: max coordinate + 1 per axis, at least 128
-        shape = (grid_coord.max(0).values + 1).clamp(min=128).tolist()
-        x = _voxels(feat, grid_coord, offset, shape, self.cfg.sparse_backend)
+        x = _voxels(feat, grid_coord, offset, lambda hi: [max(h + 1, 128) for h in hi],
+                    self.cfg.sparse_backend)
         x = self.output_layer(self.unet(self.input_conv(x)))
         return x.feats
 
@@ -239,8 +247,8 @@ class Res16UNet34C(nn.Module):
         """(N, 3) colour features, (N, 3) grid coordinates, (B,) offsets -> (N, 96) features."""
         # MinkowskiEngine has no grid bound; a grid divisible by 16 keeps every voxel at all
         # four stride-2 levels (spconv would drop the last layer of an odd-sized grid).
-        shape = ((grid_coord.max(0).values + 16) // 16 * 16).tolist()
-        x = _voxels(feat, grid_coord, offset, shape, self.cfg.sparse_backend)
+        x = _voxels(feat, grid_coord, offset, lambda hi: [(h + 16) // 16 * 16 for h in hi],
+                    self.cfg.sparse_backend)
         p1 = self.conv0p1s1(x)
         p1 = p1.replace(torch.relu(self.bn0(p1.feats)))
         skips = [p1]

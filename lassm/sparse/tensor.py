@@ -65,13 +65,16 @@ class SparseTensor:
     def from_voxels(cls, feats: torch.Tensor, coords: torch.Tensor,
                     spatial_shape: tuple[int, int, int] | None = None, batch_size: int | None = None,
                     backend: str = "auto", check: bool = True,
-                    voxel_size: float | None = None) -> SparseTensor:
+                    voxel_size: float | None = None,
+                    bounds: tuple[list[int], list[int]] | None = None) -> SparseTensor:
         """Validate and wrap voxels.
 
         coords: (N, 4) integer ``[batch, x, y, z]`` with batch ids 0..B-1, every scene non-empty.
         spatial_shape: defaults to the coordinate maximum + 1 per axis.
         check: verify non-negative, in-shape, unique voxels (one sort; skip only for trusted input).
         voxel_size: metres per voxel, only used to state the extent in metres in error messages.
+        bounds: the per-column minimum and maximum of ``coords`` as host ints, when the caller already has
+        them (no host round trip here); they must be exactly those of ``coords``.
         """
         if coords.dim() != 2 or coords.shape[1] != 4:
             raise ValueError(f"coords: expected shape (N, 4) [batch, x, y, z], got {tuple(coords.shape)}")
@@ -86,7 +89,8 @@ class SparseTensor:
             raise ValueError("coords: empty batch (no voxels)")
         if feats.device != coords.device:
             raise ValueError(f"feats on {feats.device} but coords on {coords.device}")
-        lo, hi = torch.stack([coords.min(0).values, coords.max(0).values]).tolist()  # one host copy
+        lo, hi = (torch.stack([coords.min(0).values, coords.max(0).values]).tolist() if bounds is None
+                  else (list(bounds[0]), list(bounds[1])))  # one host copy, or none
         if max(hi) >= 2**31:
             raise ValueError(_too_large(f"coordinate maximum {hi[1:]} (batch id {hi[0]}) does not fit int32",
                                         hi[1:], voxel_size))

@@ -22,6 +22,18 @@ def test_valid_voxels_get_shape_batch_and_backend():
     assert y.maps is x.maps and torch.equal(y.coords, x.coords)
 
 
+def test_bounds_from_the_caller_give_the_same_tensor_and_the_same_checks():
+    """``bounds`` (the columns' minimum and maximum, already on the host) replaces from_voxels' own copy: the
+    same shape and batch size, and a negative coordinate in them is refused as before."""
+    feats, coords = voxels([[0, 0, 0, 0], [0, 4, 1, 2], [1, 3, 3, 3]])
+    own = SparseTensor.from_voxels(feats, coords, backend="torch")
+    given = SparseTensor.from_voxels(feats, coords, backend="torch", bounds=([0, 0, 0, 0], [1, 4, 3, 3]))
+    assert (given.spatial_shape, given.batch_size) == (own.spatial_shape, own.batch_size) == ((5, 4, 4), 2)
+    feats, coords = voxels([[0, -1, 0, 0]])
+    with pytest.raises(ValueError, match="negative"):
+        SparseTensor.from_voxels(feats, coords, backend="torch", bounds=([0, -1, 0, 0], [0, -1, 0, 0]))
+
+
 @pytest.mark.parametrize("rows, shape, message", [
     ([[0, 0, 0, 0], [0, 9, 0, 0]], (8, 8, 8), "outside spatial_shape"),
     ([[0, -1, 0, 0]], None, "negative"),
