@@ -12,7 +12,7 @@ replayed: the same kernels on the same numbers, launched in one call.
   autocast dtype, centre normalisation).
 - The serialization's host round trip (its curve depth) is replaced inside the graph by the
   table path plus a device flag (:func:`lassm.model.serialize.table_only`); if any scene was deeper
-  than the tables (over 64 m across) the layers are simply run again op by op.
+  than the tables (over 64 m across) the layers run again op by op on the exact path (``DEEPER``).
 - Any failure to capture (an op that synchronises, an unsupported kernel) falls back to op by op,
   with one warning.
 
@@ -20,8 +20,9 @@ Training (:func:`graphed_training_layers`) captures the same stack's forward *an
 torch's :func:`torch.cuda.make_graphed_callables`: the forward replays one graph, and autograd's
 backward node for it replays the other, giving the gradients of the queries, instance and mask features
 and of every parameter of the layers and the prediction head. Shapes are bucketed more coarsely than
-for inference (every graph holds its own activations for backward): queries and superpoints round up
-to multiples of 64 and 256 up to 1,024, then to steps of about 19 % (four per doubling); the
+for inference (every graph holds its own activations for backward): queries to ``num_query`` (above it
+like superpoints, in units of 64), superpoints to multiples of 256 up to 1,024, then to steps of about
+19 % (four per doubling, :func:`train_bucket`); the
 ``DecoderConfig.train_graphs`` most recently used shapes stay captured, and after ``CAPTURE_BUDGET``
 times that many captures, shapes not in the cache run op by op. The outputs come back stacked
 per field, (T, B, Q, ...), cut to the batch's largest scene, as the batched loss takes them.
