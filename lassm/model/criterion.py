@@ -85,7 +85,7 @@ def build_batch_targets(scenes: list[tuple], num_classes: int, stuff_classes: tu
     # id" is not copied.
     inst, counts = compact_batch_instances([s[0] for s in scenes], labels)
     host = torch.cat([torch.stack(flags).long(), counts[:, None]], 1).tolist()  # (B, 3): the checks, G_b
-    out = []
+    per_scene = []
     for (segment, coord, superpoint, num_sp), label, scene_inst, (bad_sp, bad_label, num_inst) in zip(
             checked, labels, inst, host, strict=True):
         if bad_sp:
@@ -93,9 +93,8 @@ def build_batch_targets(scenes: list[tuple], num_classes: int, stuff_classes: tu
                              f"{int(superpoint.min())}..{int(superpoint.max())}")
         if bad_label:
             train_labels(segment, num_classes_total, stuff_classes)  # raises, naming the labels
-        out.append(_scene_targets(scene_inst, num_inst, label, coord, superpoint, num_sp, num_classes,
-                                  sp_unlabelled_as_class0))
-    return out
+        per_scene.append((scene_inst, num_inst, label, coord, superpoint, num_sp))
+    return _batch_scene_targets(per_scene, num_classes, sp_unlabelled_as_class0)
 
 
 def compact_batch_instances(instances: list[torch.Tensor], labels: list[torch.Tensor]
@@ -119,46 +118,60 @@ def compact_batch_instances(instances: list[torch.Tensor], labels: list[torch.Te
     return [torch.where(keep, rank[:-1] - 1, -1) for keep, rank in zip(keeps, ranks, strict=True)], counts - 1
 
 
-def _scene_targets(inst: torch.Tensor, num_inst: int, label: torch.Tensor, coord: torch.Tensor,
-                   superpoint: torch.Tensor, num_sp: int, num_classes: int,
-                   sp_unlabelled_as_class0: bool) -> InstanceTargets:
-    """One scene's targets from its compacted instances ``inst`` (N_pt,) 0..G-1 / -1 and train labels;
-    no host round trip."""
-    n_pt, device = label.shape[0], label.device
-    sp_size = _count(superpoint, num_sp)  # (S,) points per superpoint (all points, ignored ones included)
-    # Points of no instance go to an extra row G that is dropped: no data-dependent boolean indexing
-    # (a host round trip on a GPU).
-    row = torch.where(inst >= 0, inst, num_inst)  # (N_pt,) 0..G
+def _batch_scene_targets(scenes: list[tuple], num_classes: int, sp_unlabelled_as_class0: bool
+                         ) -> list[InstanceTargets]:
+    """Every scene's targets from its compacted instances and train labels, ``scenes`` = [(inst (N_b,)
+    0..G_b-1 / -1, G_b, train label (N_b,), coord (N_b, 3), superpoint (N_b,), S_b)], computed for all
+    scenes at once (each scene's instances and superpoints offset past the previous scenes'); the
+    results are views per scene. No host round trip: every count is a host int."""
+    inst, num_inst, label, coord, superpoint, num_sp = zip(*scenes, strict=True)
+    device = label[0].device
+    points = [len(t) for t in label]
+    rows = [g + 1 for g in num_inst]  # each scene's instances, then its row for points of no instance
+    row_start = np.cumsum([0, *rows[:-1]]).tolist()
+    sp_start = np.cumsum([0, *num_sp[:-1]]).tolist()
+    total_rows, total_sp, n_pt = sum(rows), sum(num_sp), sum(points)
+    scene = torch.repeat_interleave(torch.arange(len(points), device=device),
+                                    torch.tensor(points).to(device, non_blocking=True), output_size=n_pt)
+    # (N,) each point's row: its instance, or its scene's extra row (dropped): no boolean indexing
+    row = torch.cat([torch.where(i >= 0, i, g) + r
+                     for i, g, r in zip(inst, num_inst, row_start, strict=True)])
+    sp = torch.cat([p.long() + s for p, s in zip(superpoint, sp_start, strict=True)])  # (N,) global ids
+    label, coord = torch.cat(label), torch.cat(coord).float()
+    sp_size = _count(sp, total_sp)  # (S,) points per superpoint (all points, ignored ones included)
 
     # Instance masks: an instance covers strictly more than half of the superpoint's points.
-    cover = _count(row * num_sp + superpoint, (num_inst + 1) * num_sp).view(num_inst + 1, num_sp)[:num_inst]
-    masks = 2 * cover > sp_size  # (G, S); integer form of cover / size > 0.5
+    cover = _count(row * total_sp + sp, total_rows * total_sp).view(total_rows, total_sp)
+    masks = 2 * cover > sp_size  # (rows, S); integer form of cover / size > 0.5
 
-    # GT label = train label of the instance's lowest-index point.
-    point_idx = torch.arange(n_pt, device=device)
-    first = torch.full((num_inst + 1,), n_pt, dtype=torch.long, device=device).scatter_reduce(
-        0, row, point_idx, reduce="amin")[:num_inst]
-    labels = label[first]  # (G,)
+    # GT label = train label of the instance's lowest-index point (every instance has a point).
+    first = torch.full((total_rows,), n_pt - 1, dtype=torch.long, device=device).scatter_reduce(
+        0, row, torch.arange(n_pt, device=device), reduce="amin")
+    labels = label[first]  # (rows,)
 
-    # Centres: middle of each instance's axis-aligned box, normalised by the scene's point range.
-    coord = coord.float()
+    # Centres: middle of each instance's axis-aligned box, normalised by its scene's point range.
     index3 = row[:, None].expand(-1, 3)
-    hi_inst = torch.full((num_inst + 1, 3), -torch.inf, device=device).scatter_reduce(
-        0, index3, coord, "amax")[:num_inst]
-    lo_inst = torch.full((num_inst + 1, 3), torch.inf, device=device).scatter_reduce(
-        0, index3, coord, "amin")[:num_inst]
-    lo, hi = coord.min(0).values, coord.max(0).values  # (3,)
+    hi_inst = torch.full((total_rows, 3), -torch.inf, device=device).scatter_reduce(0, index3, coord, "amax")
+    lo_inst = torch.full((total_rows, 3), torch.inf, device=device).scatter_reduce(0, index3, coord, "amin")
+    scene3 = scene[:, None].expand(-1, 3)
+    hi = torch.full((len(points), 3), -torch.inf, device=device).scatter_reduce(0, scene3, coord, "amax")
+    lo = torch.full((len(points), 3), torch.inf, device=device).scatter_reduce(0, scene3, coord, "amin")
+    row_scene = torch.repeat_interleave(torch.arange(len(points), device=device),
+                                        torch.tensor(rows).to(device, non_blocking=True),
+                                        output_size=total_rows)
     # The reference has no epsilon; the clamp only guards a flat scene axis.
-    centres = ((hi_inst + lo_inst) / 2 - lo) / (hi - lo).clamp_min(1e-12)  # (G, 3)
+    centres = ((hi_inst + lo_inst) / 2 - lo[row_scene]) / (hi - lo).clamp_min(1e-12)[row_scene]  # (rows, 3)
 
     # Superpoint semantic target (spec 7.4): the label held by > 50% of the superpoint's points.
-    sem = torch.where(label < 0, num_classes, label)  # (N_pt,) background = C
+    sem = torch.where(label < 0, num_classes, label)  # (N,) background = C
     width = num_classes + 1
-    votes = _count(superpoint * width + sem, num_sp * width).view(num_sp, width)  # (S, C+1)
+    votes = _count(sp * width + sem, total_sp * width).view(total_sp, width)  # (S, C+1)
     majority = 2 * votes > sp_size[:, None]  # (S, C+1), at most one True per row
     unlabelled = 0 if sp_unlabelled_as_class0 else IGNORE  # 0 = the reference's argmax pitfall (11.1.3)
     sp_labels = torch.where(majority.any(1), majority.long().argmax(1), unlabelled)  # (S,)
-    return InstanceTargets(labels=labels, masks=masks, centres=centres, sp_labels=sp_labels)
+    return [InstanceTargets(labels=labels[r:r + g], masks=masks[r:r + g, s:s + k], centres=centres[r:r + g],
+                            sp_labels=sp_labels[s:s + k])
+            for r, g, s, k in zip(row_start, num_inst, sp_start, num_sp, strict=True)]
 
 
 def _match_costs(logits: torch.Tensor, masks: torch.Tensor, centres: torch.Tensor,
