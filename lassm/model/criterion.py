@@ -122,8 +122,9 @@ def _batch_scene_targets(scenes: list[tuple], num_classes: int, sp_unlabelled_as
                          ) -> list[InstanceTargets]:
     """Every scene's targets from its compacted instances and train labels, ``scenes`` = [(inst (N_b,)
     0..G_b-1 / -1, G_b, train label (N_b,), coord (N_b, 3), superpoint (N_b,), S_b)], computed for all
-    scenes at once (each scene's instances and superpoints offset past the previous scenes'); the
-    results are views per scene. No host round trip: every count is a host int."""
+    scenes at once (each scene's instances and superpoints offset past the previous scenes', so the work
+    grows with the points, not with scenes x scenes); the results are views per scene. No host round
+    trip: every count is a host int."""
     inst, num_inst, label, coord, superpoint, num_sp = zip(*scenes, strict=True)
     device = label[0].device
     points = [len(t) for t in label]
@@ -133,16 +134,22 @@ def _batch_scene_targets(scenes: list[tuple], num_classes: int, sp_unlabelled_as
     total_rows, total_sp, n_pt = sum(rows), sum(num_sp), sum(points)
     scene = torch.repeat_interleave(torch.arange(len(points), device=device),
                                     torch.tensor(points).to(device, non_blocking=True), output_size=n_pt)
-    # (N,) each point's row: its instance, or its scene's extra row (dropped): no boolean indexing
-    row = torch.cat([torch.where(i >= 0, i, g) + r
-                     for i, g, r in zip(inst, num_inst, row_start, strict=True)])
+    # each point's row in its scene: its instance, or the scene's extra row G_b (dropped): no boolean indexing
+    local = [torch.where(i >= 0, i, g) for i, g in zip(inst, num_inst, strict=True)]
+    row = torch.cat([r + r0 for r, r0 in zip(local, row_start, strict=True)])  # (N,) rows of all scenes
     sp = torch.cat([p.long() + s for p, s in zip(superpoint, sp_start, strict=True)])  # (N,) global ids
-    label, coord = torch.cat(label), torch.cat(coord).float()
     sp_size = _count(sp, total_sp)  # (S,) points per superpoint (all points, ignored ones included)
 
-    # Instance masks: an instance covers strictly more than half of the superpoint's points.
-    cover = _count(row * total_sp + sp, total_rows * total_sp).view(total_rows, total_sp)
-    masks = 2 * cover > sp_size  # (rows, S); integer form of cover / size > 0.5
+    # Instance masks: an instance covers strictly more than half of the superpoint's points. Each scene's
+    # (G_b + 1, S_b) block of (instance, superpoint) counts lies after the previous scenes' blocks.
+    cells = [(g + 1) * k for g, k in zip(num_inst, num_sp, strict=True)]
+    cell_start = np.cumsum([0, *cells[:-1]]).tolist()
+    cell = torch.cat([r * k + p.long() + c for r, k, p, c in zip(local, num_sp, superpoint, cell_start,
+                                                                  strict=True)])
+    cover = _count(cell, sum(cells))
+    masks = [2 * cover[c:c + n].view(g + 1, k)[:g] > sp_size[s:s + k]  # (G_b, S_b); cover / size > 0.5
+             for c, n, g, k, s in zip(cell_start, cells, num_inst, num_sp, sp_start, strict=True)]
+    label, coord = torch.cat(label), torch.cat(coord).float()
 
     # GT label = train label of the instance's lowest-index point (every instance has a point).
     first = torch.full((total_rows,), n_pt - 1, dtype=torch.long, device=device).scatter_reduce(
@@ -169,9 +176,9 @@ def _batch_scene_targets(scenes: list[tuple], num_classes: int, sp_unlabelled_as
     majority = 2 * votes > sp_size[:, None]  # (S, C+1), at most one True per row
     unlabelled = 0 if sp_unlabelled_as_class0 else IGNORE  # 0 = the reference's argmax pitfall (11.1.3)
     sp_labels = torch.where(majority.any(1), majority.long().argmax(1), unlabelled)  # (S,)
-    return [InstanceTargets(labels=labels[r:r + g], masks=masks[r:r + g, s:s + k], centres=centres[r:r + g],
+    return [InstanceTargets(labels=labels[r:r + g], masks=m, centres=centres[r:r + g],
                             sp_labels=sp_labels[s:s + k])
-            for r, g, s, k in zip(row_start, num_inst, sp_start, num_sp, strict=True)]
+            for r, g, m, s, k in zip(row_start, num_inst, masks, sp_start, num_sp, strict=True)]
 
 
 def _match_costs(logits: torch.Tensor, masks: torch.Tensor, centres: torch.Tensor,
