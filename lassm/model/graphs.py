@@ -50,6 +50,8 @@ BUCKET = 256  # superpoints are padded up to a multiple of this
 # what the graphed stacks return when some scene was deeper than the curve tables: the caller then runs the
 # layers on the exact path directly (the table path op by op would only find the same overflow again)
 DEEPER = "deeper than the curve tables"
+# the decoder Prepared's tensor fields, in the order the padded inputs of both kinds of graph take them
+_INPUTS = ("query", "pos", "inst_feats", "mask_feats", "coords", "lo", "hi", "valid", "sp_valid")
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> {shape key: _Graph}
 _FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose capture failed: they run op by op
 
@@ -104,23 +106,10 @@ def run_graphed(decoder, p):
 
 def _padded(p):
     """``p`` (a decoder ``Prepared``) as the graph's static inputs want it: masks always present, S padded
-    to the bucket."""
-    num_scenes, num_query, _ = p.query.shape
-    num_sp = p.inst_feats.shape[1]
-    padded_sp = BUCKET * math.ceil(num_sp / BUCKET)
-    device = p.query.device
-    valid = p.valid if p.valid is not None else torch.ones(num_scenes, num_query, dtype=torch.bool,
-                                                            device=device)
-    sp_valid = torch.zeros(num_scenes, padded_sp, dtype=torch.bool, device=device)
-    sp_valid[:, :num_sp] = True if p.sp_valid is None else p.sp_valid
-
-    def pad(t):  # (B, S, ...) -> (B, padded S, ...), zeros after
-        out = t.new_zeros((num_scenes, padded_sp, *t.shape[2:]))
-        out[:, :num_sp] = t
-        return out
-
-    return p._replace(inst_feats=pad(p.inst_feats), mask_feats=pad(p.mask_feats), coords=pad(p.coords),
-                      valid=valid, sp_valid=sp_valid)
+    to the bucket (:func:`training_inputs`, which training pads with too)."""
+    num_query, num_sp = p.query.shape[1], p.inst_feats.shape[1]
+    padded = training_inputs(p, num_query, BUCKET * math.ceil(num_sp / BUCKET))
+    return p._replace(**dict(zip(_INPUTS, padded, strict=True)))
 
 
 def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | str | None:
@@ -150,7 +139,6 @@ def graphed_layers(decoder, p) -> list[tuple[torch.Tensor, ...]] | str | None:
 
 # ------------------------------------------------------------------------------- training
 
-_INPUTS = ("query", "pos", "inst_feats", "mask_feats", "coords", "lo", "hi", "valid", "sp_valid")
 _TRAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> OrderedDict{key: graphed}
 _TRAIN_FAILED: weakref.WeakSet = weakref.WeakSet()  # decoders whose training capture failed
 _CAPTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> training captures so far
@@ -187,8 +175,8 @@ class _LayerStack(nn.Module):
                                    coords=coords, lo=lo, hi=hi, valid=valid, sp_valid=sp_valid)
         with table_only() as flags:
             stages = self.decoder.run_layers(p)
-        no_flag = torch.zeros((), dtype=torch.bool, device=query.device)
-        overflow = torch.stack(flags).any() if flags else no_flag
+        overflow = (torch.stack(flags).any() if flags
+                    else torch.zeros((), dtype=torch.bool, device=query.device))
         return (*(torch.stack(field) for field in zip(*stages, strict=True)), overflow)
 
 
