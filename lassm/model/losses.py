@@ -39,10 +39,8 @@ class PaddedStages(NamedTuple):
 def stack_stages(stages: list[tuple[torch.Tensor, ...]], counts: list[int], sizes: list[int]) -> PaddedStages:
     """The decoder's padded stages (``DecoderOutput.padded``: per stage (logits, masks, centres,
     positions[, scores]) of shape (B, Q, ...)) stacked to :class:`PaddedStages`."""
-    fields = list(zip(*stages, strict=True))
-    logits, masks, centres = (torch.stack(field) for field in fields[:3])
-    scores = torch.stack(fields[4]) if len(fields) > 4 else None
-    return PaddedStages(logits, masks, centres, counts, sizes, scores)
+    fields = list(zip(*stages, strict=True))  # the positions (fourth) are not part of the loss
+    return stacked_stages([None if i == 3 else torch.stack(f) for i, f in enumerate(fields)], counts, sizes)
 
 
 def stacked_stages(fields: list[torch.Tensor] | tuple[torch.Tensor, ...], counts: list[int], sizes: list[int]
