@@ -7,7 +7,8 @@
 
 Faster than the numpy + scipy code it replaced (issue 22) and bit for bit the same
 (tests/data/test_normals.py keeps that code as the oracle): the kNN queries and the batch of 3x3
-``eigh`` run on several threads (each query, each LAPACK call is independent); the spanning tree is
+``eigh`` run on several threads (each query, each LAPACK call is independent; one thread inside a data
+command's worker process, :mod:`lassm.data.workers`); the spanning tree is
 Kruskal's over the edges in (cost, row, col) order, the order of scipy's stable sort of its CSR
 entries, so it is scipy's forest (:func:`spanning_forest_reference`, still used when a row repeats a
 neighbour); the offsets and the umbrella run in numba in numpy's order of operations (np.cross,
@@ -17,7 +18,6 @@ reproduce their summation order or SIMD code.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
 
 from .io import DataError
+from .workers import threads
 
 _JIT = dict(cache=True, error_model="numpy")
 
@@ -38,7 +39,7 @@ def knn_neighbours(coord: np.ndarray, k: int) -> np.ndarray:
     :func:`lassm.data.superpoints.segment_points`; a duplicate of the point may stand in for itself)."""
     coord = np.asarray(coord)
     # (N, k+1), mostly the point itself first; queries are independent, so threads change nothing
-    _, found = cKDTree(coord).query(coord, k=k + 1, workers=-1)
+    _, found = cKDTree(coord).query(coord, k=k + 1, workers=threads())
     keep = found != np.arange(len(coord))[:, None]
     keep[keep.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates)
     return found[keep].reshape(len(coord), k)
@@ -203,7 +204,7 @@ def neighbour_offsets(coord, neighbours):
 def _eigenvectors(matrices):
     """np.linalg.eigh's eigenvectors of (M, 3, 3) ``matrices``, the batch split over threads: numpy's
     linalg releases the GIL and makes one LAPACK call per matrix, so the split changes no bit."""
-    chunks = np.array_split(matrices, max(1, min(os.cpu_count() or 1, 4, len(matrices) // 20_000)))
+    chunks = np.array_split(matrices, max(1, min(threads(), 4, len(matrices) // 20_000)))
     if len(chunks) == 1:
         return np.linalg.eigh(matrices)[1]
     with ThreadPoolExecutor(len(chunks)) as pool:

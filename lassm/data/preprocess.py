@@ -14,12 +14,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..progress import tqdm
 from .io import DataError, scene_is_done, write_json, write_scene
+from .workers import process_pool
 
 FAILURES_FILE = "failures.json"
 
@@ -117,7 +118,7 @@ def run_jobs(
                 failed(job, err)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             futures = {pool.submit(_process_and_write, process, job, out_root): job for job in todo}
             for future in as_completed(futures):
                 try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from .labels import CLASS_LABELS_PP
 from .mesh import vertex_normals, warn_degenerate
 from .preprocess import SceneJob
 from .superpoints import segment_mesh
+from .workers import process_pool
 
 SPLIT_FILES = {"train": "nvs_sem_train.txt", "val": "nvs_sem_val.txt", "test": "sem_test.txt"}
 MESH_FILE = "mesh_aligned_0.05.ply"
@@ -381,7 +382,7 @@ def chunk_scenes(
                 results[d.name] = _chunk_scene(d, out_dir, params)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 futures = {pool.submit(_chunk_scene, d, out_dir, params): d.name for d in scenes}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()

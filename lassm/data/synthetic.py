@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .io import DataError, Mesh, atomic_path, read_json, write_json, write_mesh_
 from .labels import CLASS_LABELS_200, VALID_CLASS_IDS_200
 from .superpoints import segment_mesh
 from .synthetic_layout import ROOM_TYPES, Layout, furnish_room
+from .workers import process_pool
 
 # Vertex spacing of furniture and of walls/floor (m). "full" matches ScanNet's vh_clean_2
 # meshes (1-3 cm); "small" is for tests and smoke runs.
@@ -315,7 +316,7 @@ def write_synthetic_scannet(
                 _make_room(raw_root, *spec)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            with process_pool(min(workers, len(todo))) as pool:
                 for future in as_completed([pool.submit(_make_room, raw_root, *spec) for spec in todo]):
                     future.result()
                     bar.update()

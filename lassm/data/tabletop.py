@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ from .tabletop_scene import (
     sample_scene,
     unit_vector,
 )
+from .workers import process_pool
 
 __all__ = ["PCD_FIELDS", "TRAIN_FAMILIES", "PlacedObject", "Scene", "TabletopConfig", "clutter_config",
            "dense_config", "find_jobs", "frame_seed", "generate_frame", "sample_scene", "write_pcd",
@@ -221,7 +221,7 @@ def write_scenes(raw_root: str | os.PathLike, count: int, seed: int = 0, split: 
                 _write_one(path, s, cfg)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 for _ in pool.map(_write_one, *zip(*todo, strict=True), [cfg] * len(todo), chunksize=4):
                     bar.update()
     return paths
