@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lassm.augment import grid_sample_first
+from lassm.voxelize import grid_sample_first
 
 
 def test_grid_sample_first_keeps_the_first_point_and_maps_every_point():

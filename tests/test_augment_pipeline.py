@@ -189,6 +189,27 @@ def test_colour_transforms_and_normalisation():
     torch.testing.assert_close(got, expected)
 
 
+def test_colour_gain_scales_every_colour_by_one_drawn_gain_and_clamps():
+    ref = _labelled_scene(500)
+    ref["color"] = ref["color"] / 2  # 0-127.5: a gain up to 2 stays inside 0-255
+    out = A.random_colour_gain(dict(ref), _gen(3), gain=(1.2, 1.8))["color"]
+    ratio = out / ref["color"].clamp(min=1e-3)
+    gain = float(ratio[ref["color"] > 1].median())
+    assert 1.2 <= gain <= 1.8
+    torch.testing.assert_close(out, ref["color"] * gain)
+    bright = A.random_colour_gain({"color": torch.full((4, 3), 200.0)}, _gen(), gain=(2.0, 2.0))["color"]
+    assert torch.equal(bright, torch.full((4, 3), 255.0))
+    steps = [getattr(s, "func", s) for s in A.train_pipeline(augment_preset("mosd", "-3")).steps]
+    assert A.random_colour_gain not in steps  # off unless augment.colour_gain is set
+    cfg = augment_preset("mosd", "-3")
+    cfg.colour_gain = (1.0, 2.2)
+    steps = [getattr(s, "func", s) for s in A.train_pipeline(cfg).steps]
+    assert steps.index(A.random_colour_gain) == steps.index(A.chromatic_auto_contrast) - 1
+    assert A.random_colour_gain not in [getattr(s, "func", s) for s in A.val_pipeline(cfg).steps]
+    with pytest.raises(ValueError, match="colour_gain"):
+        type(cfg)(colour_gain=(0.0, 1.0))
+
+
 @pytest.mark.parametrize("preset,channels", [("scannet", 6), ("scannet200", 3), ("scannetpp", 6),
                                               ("synthetic", 6), ("mosd", 6)])
 def test_feature_channels_per_preset(preset, channels):

@@ -214,7 +214,7 @@ def test_write_rows_writes_indented_json_atomically(tmp_path):
 
 
 def test_voxel_batch_is_first_point_per_voxel():
-    from lassm.augment import grid_sample_first
+    from lassm.voxelize import grid_sample_first
 
     scene = _room(2)
     batch = bench.voxel_batch([scene], "cpu")

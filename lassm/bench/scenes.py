@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import augment
+from .. import augment, voxelize
 from ..config import project_root
 from ..data.batch import pack_scenes, scene_tensors
 
@@ -68,13 +68,13 @@ def voxel_batch(scenes: list[dict], device, grid_size: float = 0.02) -> dict[str
     """Packed backbone input: ``feat`` [rgb/127.5-1, xyz] (M, 6), ``grid_coord`` (M, 3), ``offset`` (B,).
 
     Deliberately not the validation pipeline: the backbone timings were made with the deterministic
-    ``augment.grid_sample_first`` (first point per voxel, no augmentation), so every run times the
+    ``voxelize.grid_sample_first`` (first point per voxel, no augmentation), so every run times the
     same voxels; colour and features come from the pipelines' own steps.
     """
     voxels = []
     for scene in scenes:
         points = bench_tensors(scene)
-        grid, keep = augment.grid_sample_first(points["coord"], grid_size)  # (M, 3), (M,)
+        grid, keep = voxelize.grid_sample_first(points["coord"], grid_size)  # (M, 3), (M,)
         voxel = {"coord": points["coord"][keep], "color": points["color"][keep], "grid_coord": grid}
         voxel = augment.normalize_color(voxel, None, mode="scannet")  # neither step draws random numbers
         voxels.append(augment.assemble_feat(voxel, None, keys="color+coord"))

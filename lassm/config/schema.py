@@ -117,6 +117,10 @@ class AugmentConfig:
     # not in the reference: per-point Gaussian noise in metres after scaling (training only; ScanNet
     # pipeline). 0 = off (every released preset); the single-view tabletop preset uses it as sensor noise.
     jitter_sigma: float = 0.0
+    # not in the reference: one colour gain per scene, U(lo, hi), multiplying RGB (clamped to 0-255) before
+    # the chromatic transforms (training only). None = off (every preset). For synthetic frames darker than
+    # the real sensor's (README, "Real single-view scans")
+    colour_gain: tuple[float, float] | None = None
 
     def __post_init__(self):
         choices = {"pipeline": ("scannet", "scannet200", "scannetpp"), "color_norm": ("scannet", "mask3d"),
@@ -130,6 +134,10 @@ class AugmentConfig:
             raise ValueError(f"augment.grid_size: expected > 0, got {self.grid_size}")
         if not 0 <= self.jitter_sigma < 0.1:
             raise ValueError(f"augment.jitter_sigma: expected metres in [0, 0.1), got {self.jitter_sigma}")
+        if self.colour_gain is not None and not (len(self.colour_gain) == 2
+                                                  and 0 < self.colour_gain[0] <= self.colour_gain[1]):
+            raise ValueError(f"augment.colour_gain: expected None or (lo, hi) with 0 < lo <= hi, "
+                             f"got {self.colour_gain}")
         if any(g <= 0 or m < 0 for g, m in self.elastic_params):
             raise ValueError(f"augment.elastic_params: expected (granularity > 0, magnitude >= 0) pairs, "
                              f"got {self.elastic_params}")

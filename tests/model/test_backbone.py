@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from lassm.augment import grid_sample_first
 from lassm.config import BackboneConfig
 from lassm.data.synthetic import generate_room
 from lassm.model import Res16UNet34C, SpUNet, build_backbone
 from lassm.sparse import single_thread, spconv_available
+from lassm.voxelize import grid_sample_first
 
 needs_spconv = pytest.mark.skipif(not spconv_available(), reason="spconv not installed")
 

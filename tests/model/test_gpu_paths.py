@@ -348,7 +348,7 @@ def test_training_augmentation_on_the_gpu_repeats_and_picks_points_of_each_voxel
     representative of a voxel of n points is one of its n, each of them possible."""
     from test_lassm import blob_scene
 
-    from lassm import augment
+    from lassm import augment, voxelize
     from lassm.config import augment_preset
     from lassm.inference import step_generator
 
@@ -361,7 +361,7 @@ def test_training_augmentation_on_the_gpu_repeats_and_picks_points_of_each_voxel
     assert not torch.equal(runs[0]["grid_coord"], runs[2]["grid_coord"]) or \
         not torch.equal(runs[0]["feat"], runs[2]["feat"])
     counts = torch.tensor([1, 2, 3, 7, 1000], device="cuda").repeat(2000)  # (10000,)
-    picks = augment._below(counts, step_generator(0, 0, 5, 0, device))
+    picks = voxelize._below(counts, step_generator(0, 0, 5, 0, device))
     assert bool(((picks >= 0) & (picks < counts)).all())
     assert torch.equal(torch.unique(picks[counts == 7]).cpu(), torch.arange(7))  # every point can be picked
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from lassm import config
-from lassm.augment import grid_sample_first
 from lassm.data.io import load_scene
 from lassm.data.labels import compact_instances, train_labels
 from lassm.data.prepare import prepare
 from lassm.model.checkpoint import load_lassm_checkpoint
 from lassm.model.lassm import LaSSM
+from lassm.voxelize import grid_sample_first
 
 
 def pack(scenes: list[dict]) -> dict[str, torch.Tensor]:
