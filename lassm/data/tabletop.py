@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     kind.add_argument("--dense", action="store_true", help="dense_config(): 12-25 objects, training mix")
     parser.add_argument("--contact", type=float, default=0.0,
                         help="chance an object is pushed against another (touching clutter)")
+    parser.add_argument("--occlude", type=float, default=0.0,
+                        help="chance each object on the support gets a narrow, tall occluder in front of it")
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--prefix", default="tt", help="file name prefix")
     args = parser.parse_args(argv)
@@ -254,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args) -> None:
-    if not 0 <= args.contact <= 1:
-        raise DataError(f"--contact: expected a chance in [0, 1], got {args.contact}")
+    for flag, value in (("--contact", args.contact), ("--occlude", args.occlude)):
+        if not 0 <= value <= 1:
+            raise DataError(f"{flag}: expected a chance in [0, 1], got {value}")
     make = clutter_config if args.clutter else dense_config if args.dense else TabletopConfig
-    paths = write_scenes(args.raw_root, args.count, args.seed, args.split, make(contact_prob=args.contact),
-                         args.workers, args.prefix)
+    cfg = make(contact_prob=args.contact)
+    cfg.occlude_prob = args.occlude
+    paths = write_scenes(args.raw_root, args.count, args.seed, args.split, cfg, args.workers, args.prefix)
     print(f"{len(paths)} frames in {args.raw_root / args.split}")
 
 

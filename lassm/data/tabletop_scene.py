@@ -37,6 +37,10 @@ class TabletopConfig:
     # chance an object on the support is pushed against one placed before (bounding boxes 0-3 mm
     # apart, as in packed real clutter); 0 draws nothing, so frames made before it existed are unchanged
     contact_prob: float = 0.0
+    # chance each object standing on the support gets an occluder: a narrow, tall box or cylinder between it
+    # and the camera that cuts it into pieces in the image, as in mOSD's occluded scenes; 0 draws nothing,
+    # so frames made before it existed are unchanged
+    occlude_prob: float = 0.0
     lie_prob: float = 0.25  # chance a cylinder, bottle or cup lies on its side
     tilt_prob: float = 0.15  # chance of a small tilt about a horizontal axis
     max_tilt: float = 15.0  # degrees
@@ -215,8 +219,50 @@ def _place(family, placed, rng, cfg, inside) -> PlacedObject | None:
     return None
 
 
+def _occluders(objects: list[PlacedObject], rng: np.random.Generator, cfg: TabletopConfig, inside: np.ndarray,
+               azimuth: float) -> list[PlacedObject]:
+    """Narrow, tall objects standing in front of objects on the support (``cfg.occlude_prob`` each).
+
+    An occluder stands 0.5-6 cm in front of its object, on the line to where the camera usually is
+    (``azimuth``, :func:`lassm.data.tabletop._camera_pose`),
+    at most 0.45 of the object's width across (so the object shows on both sides of it) and about as
+    tall as the object plus its distance to the object's far side, so that from a camera near 45
+    degrees up it hides a strip through the whole object; none overlaps another object."""
+    # where the camera usually is, seen from above: ~0.85 m from the scene at ~42 degrees (see _camera_pose)
+    eye = 0.63 * unit_vector(0.0, azimuth)[:2]
+    added: list[PlacedObject] = []
+    for k in rng.permutation(len(objects)):
+        target = objects[k]
+        if target.on is not None or rng.random() >= cfg.occlude_prob:
+            continue
+        centre, axes, half = target.box
+        toward = (eye - centre[:2]) / max(float(np.linalg.norm(eye - centre[:2])), 1e-6)  # to the camera
+        across = np.array([-toward[1], toward[0]])
+        near = float(np.abs(axes[:, :2] @ toward) @ half)  # half extents along and across the view
+        wide = float(np.abs(axes[:, :2] @ across) @ half)
+        if wide < 0.02:
+            continue
+        radius = rng.uniform(0.008, 0.45 * wide)
+        distance = near + radius + rng.uniform(0.005, 0.06)
+        xy = centre[:2] + distance * toward + rng.uniform(-0.15, 0.15) * wide * across
+        height = min(shapes.z_range(target.solids)[1] + (distance + near) * rng.uniform(1.0, 1.8), 0.45)
+        if rng.random() < 0.6:
+            solid = Solid("cylinder", (radius, radius, 0.0), 0.0, height)
+        else:
+            solid = Solid("box", (radius, radius * rng.uniform(0.5, 2.0), 0.0), 0.0, height)
+        rotation = shapes.rotation(UP, rng.uniform(0, np.pi))
+        solids = [shapes.posed(solid, rotation, np.array([xy[0], xy[1], 0.0]))]
+        box = shapes.oriented_box(solids, rotation)
+        if np.any(np.abs(xy) + radius > inside + 0.25) or any(
+                shapes.boxes_overlap(box, other.box, 1e-3) for other in objects + added):
+            continue
+        added.append(PlacedObject(solid.kind, solids, rotation, np.array([xy[0], xy[1], 0.0]),
+                                  cam.random_look(rng), box=box))
+    return added
+
+
 def _check(cfg: TabletopConfig) -> None:
-    for name in ("stack_prob", "contact_prob", "lie_prob", "tilt_prob"):
+    for name in ("stack_prob", "contact_prob", "occlude_prob", "lie_prob", "tilt_prob"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise DataError(f"{name}: expected a chance in [0, 1], got {getattr(cfg, name)!r}")
     if not 1 <= cfg.min_objects <= cfg.max_objects:
@@ -285,6 +331,12 @@ def sample_scene(rng: np.random.Generator, cfg: TabletopConfig) -> Scene:
         placed = _place(str(rng.choice(families, p=weights)), objects, rng, cfg, region)
         if placed is not None:
             objects.append(placed)
+    if cfg.occlude_prob > 0:
+        occluders = _occluders(objects, rng, cfg, region, azimuth)
+        for o in occluders:  # the support and the crop reach them
+            lo, hi = shapes.bounds(o.solids)
+            region = np.maximum(region, np.maximum(np.abs(lo[:2]), np.abs(hi[:2])))
+        objects += occluders
     surface, background = _surroundings(support, rng, region, azimuth, cfg)
     crop = None
     if support == "shelf" or rng.random() < cfg.crop_prob:

@@ -277,7 +277,8 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     Where one mask holds at least ``join_share`` of each of two or more whole clusters (an object seen
     in pieces, an occluder in front of it), their union is added as a further instance at half the
     mask's score, below the clusters themselves (0 turns it off). Every divided cluster, whole, is added too,
-    as an alternative to its parts (:func:`_undivided`). Filling, ranking and joins were chosen on the 36
+    as an alternative to its parts (:func:`_undivided`). Every instance holds more than ``npoint_thr``
+    points (its superpoints'). Filling, ranking and joins were chosen on the 36
     real learn-train scans and our synthetic validation frames, the alternatives' score on the learn-train
     scans and 56 synthetic touching frames apart from the validation sets (README, "Real single-view
     scans").
@@ -332,6 +333,10 @@ def partition_clusters(pred: Prediction, coord: np.ndarray, radius: float, npoin
     seen = {m.tobytes() for m, _, _, _ in out}
     alternatives = _undivided(sp_cluster, whole, superpoint, euclidean, num_sp)
     out += [t for t in alternatives if t[0].tobytes() not in seen]
+    # Instances are read at superpoint level: a cluster whose points are the minority of every superpoint
+    # they share (table points a few millimetres up, in the table's superpoints) keeps few or none. Like
+    # the masks, an instance needs more than npoint_thr points.
+    out = [t for t in out if size[t[0]].sum() > npoint_thr]
     out.sort(key=lambda item: -item[1])
     where = pred.scores.device
     sp_masks = np.array([m for m, _, _, _ in out]).reshape(len(out), num_sp)

@@ -132,12 +132,17 @@ def vertical_hits(solids, xy: np.ndarray, upward: bool) -> np.ndarray:
     return np.where(np.isfinite(t), far + t * direction[:, 2], np.nan)
 
 
-@pytest.mark.parametrize("seed, contact", [(3, 0.0), (4, 0.0), (5, 0.8)])
-def test_objects_rest_on_the_support_or_on_the_object_below_and_do_not_overlap(seed, contact):
+@pytest.mark.parametrize("seed, contact, occlude",
+                         [(3, 0.0, 0.0), (4, 0.0, 0.0), (5, 0.8, 0.0), (6, 0.0, 1.0)])
+def test_objects_rest_on_the_support_or_on_the_object_below_and_do_not_overlap(seed, contact, occlude):
     cfg = tt.TabletopConfig(min_objects=8, max_objects=14, count_modes=(0, 0, 1), stack_prob=0.4,
-                            tilt_prob=0.3, lie_prob=0.4, fill=(0.4, 0.5), contact_prob=contact)
+                            tilt_prob=0.3, lie_prob=0.4, fill=(0.4, 0.5), contact_prob=contact,
+                            occlude_prob=occlude)
     scene = tt.sample_scene(np.random.default_rng(seed), cfg)
     objects = scene.objects
+    if occlude:  # the occluders come on top of the same placement
+        plain = tt.sample_scene(np.random.default_rng(seed), replace(cfg, occlude_prob=0.0))
+        assert len(objects) > len(plain.objects)
     assert len(objects) >= 6 and any(o.on is not None for o in objects)
     rng = np.random.default_rng(0)
     for k, obj in enumerate(objects):
@@ -405,3 +410,34 @@ def test_a_frame_whose_objects_all_failed_placement_is_still_written():
     frame = tt.generate_frame(tt.frame_seed(0, 1469, "train"))
     assert set(np.unique(frame["label"]).tolist()) <= {0, 1}
     assert (frame["label"] == 1).sum() > 1000
+
+
+def _objects_in_pieces(label: np.ndarray) -> int:
+    """Objects of a frame's label image in two or more pieces of at least 10 % of the object each."""
+    count = 0
+    for decade in np.unique(label[label >= 20] // 10):
+        parts = label[label // 10 == decade] % 10
+        sizes = np.bincount(parts)
+        count += int((sizes >= 0.1 * parts.size).sum() >= 2)
+    return count
+
+
+def test_occluders_cut_the_object_behind_them_in_two_and_the_command_line_makes_them(tmp_path):
+    """One box on a table seen from 40 degrees up: an occluder in front of it cuts it into two pieces (mOSD
+    labels disjoint pieces 10 (k + 2) + 1, + 2, ...) in most frames; without occluders it is whole."""
+    one_box = dict(min_objects=1, max_objects=1, families={"box": 1.0}, stack_prob=0.0, tilt_prob=0.0,
+                   supports={"table": 1.0}, elevation=(40.0, 40.0))
+    cut = []
+    for occlude in (0.0, 1.0):
+        cfg = tt.TabletopConfig(occlude_prob=occlude, **one_box)
+        frames = [tt.generate_frame(tt.frame_seed(0, i, "occ"), cfg) for i in range(6)]
+        assert all(len(f["objects"]) == 1 + occlude for f in frames)
+        cut.append(sum(_objects_in_pieces(f["label"]) for f in frames))
+    assert cut[0] == 0 and cut[1] >= 4
+    with pytest.raises(DataError, match="occlude_prob"):
+        tt.sample_scene(np.random.default_rng(0), tt.TabletopConfig(occlude_prob=-0.1))
+    assert tt.main([str(tmp_path), "--count", "1", "--occlude", "0.7", "--split", "o"]) == 0
+    frame = mosd.read_pcd(tmp_path / "o" / "tt00000.pcd")
+    expected = tt.generate_frame(tt.frame_seed(0, 0, "o"), tt.TabletopConfig(occlude_prob=0.7))
+    assert np.array_equal(frame["label"].reshape(expected["label"].shape), expected["label"])
+    assert tt.main([str(tmp_path), "--count", "1", "--occlude", "1.5"]) != 0
