@@ -224,11 +224,10 @@ def _occluders(objects: list[PlacedObject], rng: np.random.Generator, cfg: Table
     """Narrow, tall objects standing in front of objects on the support (``cfg.occlude_prob`` each).
 
     An occluder stands 0.5-6 cm in front of its object, on the line to where the camera usually is
-    (``azimuth``, :func:`lassm.data.tabletop._camera_pose`),
-    at most 0.45 of the object's width across (so the object shows on both sides of it) and about as
-    tall as the object plus its distance to the object's far side, so that from a camera near 45
-    degrees up it hides a strip through the whole object; none overlaps another object."""
-    # where the camera usually is, seen from above: ~0.85 m from the scene at ~42 degrees (see _camera_pose)
+    (towards ``azimuth``), at most 0.45 of the object's width across (so the object shows on both sides of
+    it) and about as tall as the object plus its distance to the object's far side, so that from a camera
+    near 45 degrees up it hides a strip through the whole object; none overlaps another object."""
+    # where the camera usually is, seen from above: 0.85 m x cos 42 degrees out (tabletop._camera_pose)
     eye = 0.63 * unit_vector(0.0, azimuth)[:2]
     added: list[PlacedObject] = []
     for k in rng.permutation(len(objects)):

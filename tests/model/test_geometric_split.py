@@ -325,7 +325,7 @@ def test_partition_leaves_out_a_cluster_its_superpoints_give_to_the_table(scene)
     instance now holds more than npoint_thr points; with C's points in a superpoint of their own it is
     found, as any missed cluster is."""
     coord, superpoint, _ = scene
-    low = block(0.2, size=0.04)  # 81 top + 63 side points, 2 cm from B: a cluster of its own
+    low = block(0.2, size=0.04)  # 81 top + 63 side points, 4 cm from B: a cluster of its own
     table = superpoint == 4
     assert low.shape[0] > 100 and low.shape[0] < int(table.sum())
     coord = np.concatenate([coord, low])
